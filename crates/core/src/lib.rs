@@ -1,0 +1,13 @@
+//! Keyplane's domain: identifiers, the API key format, scopes, roles, pagination and the
+//! storage ports. Nothing here performs I/O or knows about HTTP or SQL.
+
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod pagination;
+pub mod ports;
+pub mod scopes;
+pub mod time;
+
+pub use error::DomainError;

@@ -1,0 +1,172 @@
+//! `ApiError`: every failure the server reports, in OpenAI's error envelope.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyplane_api_types::{ErrorBody, ErrorDetail};
+use keyplane_core::ports::StoreError;
+use keyplane_core::DomainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or names an invalid value.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    /// 401 `invalid_api_key`: missing, unknown, revoked or expired credential.
+    #[error("{0}")]
+    InvalidApiKey(String),
+    /// 401: the key is valid but may not do this (wrong kind of key, missing scope).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 503: a dependency (the database) is unavailable. The cause is logged, not returned.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: our bug. The cause is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidApiKey(_) | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> ErrorDetail {
+        let (message, kind, param, code) = match self {
+            ApiError::InvalidRequest {
+                message,
+                param,
+                code,
+            } => (
+                message.clone(),
+                "invalid_request_error",
+                param.clone(),
+                code.clone(),
+            ),
+            ApiError::InvalidApiKey(m) => (
+                m.clone(),
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key".to_owned()),
+            ),
+            ApiError::Unauthorized(m) | ApiError::NotFound(m) | ApiError::MethodNotAllowed(m) => {
+                (m.clone(), "invalid_request_error", None, None)
+            }
+            ApiError::PayloadTooLarge(m) => (
+                m.clone(),
+                "invalid_request_error",
+                None,
+                Some("request_too_large".to_owned()),
+            ),
+            ApiError::Unavailable(_) => (
+                "The service is temporarily unavailable. Please retry shortly.".to_owned(),
+                "server_error",
+                None,
+                Some("service_unavailable".to_owned()),
+            ),
+            ApiError::Internal(_) => (
+                "The server had an error while processing your request.".to_owned(),
+                "server_error",
+                None,
+                None,
+            ),
+        };
+        ErrorDetail {
+            message,
+            kind: kind.to_owned(),
+            param,
+            code,
+        }
+    }
+}
+
+/// The cause of a 5xx, attached to the response for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody { error: self.body() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status.is_server_error() {
+            response
+                .extensions_mut()
+                .insert(ErrorCause(self.to_string()));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::InvalidInput { param, message } => ApiError::InvalidRequest {
+                message,
+                param,
+                code: None,
+            },
+            e @ DomainError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            // OpenAI answers state conflicts (archived project, …) with 400; 409 would also make
+            // the SDKs retry a request that can never succeed.
+            DomainError::Conflict(m) => ApiError::invalid(None, m),
+            DomainError::Forbidden(m) => ApiError::Unauthorized(m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownCursor(id) => ApiError::invalid(
+                Some("after"),
+                format!(
+                    "Invalid 'after': '{}' is not an id from this list.",
+                    shown(&id)
+                ),
+            ),
+            StoreError::Conflict(m) => ApiError::invalid(None, m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// A client-supplied value, shortened for an error message.
+pub fn shown(raw: &str) -> String {
+    let mut s: String = raw.chars().filter(|c| !c.is_control()).take(80).collect();
+    if raw.chars().count() > 80 {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,80 @@
+//! The whole HTTP surface: one router, authenticated by default.
+
+use crate::error::{ApiError, ErrorCause};
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+pub fn build(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
+        .nest("/v1/organization", crate::admin::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .layer(middleware::from_fn(log_server_errors))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let matched = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned());
+            // The URI path may carry ids, never keys (keys travel in headers only).
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                matched_path = matched,
+                key_id = tracing::field::Empty,
+            )
+        }))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.orgs.ping().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "Invalid URL ({} {}).",
+        req.method(),
+        crate::error::shown(req.uri().path())
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "Method {} is not allowed for {}.",
+        req.method(),
+        crate::error::shown(req.uri().path())
+    ))
+}
+
+/// Logs the cause of every 5xx (the response body stays opaque).
+async fn log_server_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(cause) = response.extensions().get::<ErrorCause>() {
+        tracing::error!(status = response.status().as_u16(), cause = %cause.0, "request failed");
+    }
+    response
+}

@@ -1,0 +1,225 @@
+//! Opening the database, first-run initialization, and the server's life cycle.
+
+use crate::config::Config;
+use crate::keycache::KeyVerifier;
+use crate::state::AppState;
+use anyhow::Context;
+use keyplane_core::ids::{OrgId, UserId};
+use keyplane_core::keys::{KeyHasher, KeyKind, PlaintextKey};
+use keyplane_core::model::{AuditEvent, KeyOwnerId, NewApiKey, OrgRole, Organization, User};
+use keyplane_core::ports::{OrgStore, StoreError};
+use keyplane_core::scopes::Permissions;
+use keyplane_store::{Db, PoolSettings, Store};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How often `last_used_at` updates are written.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let db = Db::connect(
+        &config.database_url,
+        &PoolSettings {
+            max_connections: config.db_max_connections,
+            ..PoolSettings::default()
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open database {}",
+            keyplane_store::redact_url(&config.database_url)
+        )
+    })?;
+    db.migrate().await?;
+    Ok(Store::new(db))
+}
+
+pub fn hasher(config: &Config) -> KeyHasher {
+    KeyHasher::new(
+        config
+            .key_pepper
+            .as_ref()
+            .map(|p| SecretSlice::from(p.expose_secret().as_bytes().to_vec())),
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("this database is already initialized (organization '{0}'); nothing was changed. Use an existing admin key, or point --database-url at an empty database.")]
+    AlreadyInitialized(String),
+    #[error("invalid owner email '{0}'")]
+    InvalidEmail(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates the organization, its first owner and an admin key owned by that owner.
+/// Returns the admin key's plaintext, which exists nowhere else.
+pub async fn initialize(
+    store: &Store,
+    config: &Config,
+    hasher: &KeyHasher,
+) -> Result<PlaintextKey, InitError> {
+    if let Some(org) = store.organization().await? {
+        return Err(InitError::AlreadyInitialized(org.name));
+    }
+    let email = config.owner_email.trim().to_owned();
+    if email.is_empty()
+        || !email.contains('@')
+        || email.len() > 320
+        || email.chars().any(char::is_whitespace)
+    {
+        return Err(InitError::InvalidEmail(email));
+    }
+    let now = keyplane_core::time::now();
+    let org = Organization {
+        id: OrgId::generate().to_string(),
+        name: config.org_name.clone(),
+        created_at: now,
+    };
+    let owner = User {
+        id: UserId::generate(),
+        name: email.split('@').next().unwrap_or("owner").to_owned(),
+        email,
+        role: OrgRole::Owner,
+        added_at: now,
+    };
+    let (plain, material) = hasher.generate(KeyKind::Admin);
+    let key = NewApiKey {
+        id: material.id,
+        kind: KeyKind::Admin,
+        project_id: None,
+        name: "Initial admin key".to_owned(),
+        redacted_value: material.redacted_value,
+        hash: material.hash,
+        permissions: Permissions::All,
+        owner: KeyOwnerId::User(owner.id.clone()),
+        created_at: now,
+        expires_at: None,
+    };
+    let actor = json!({"type": "system", "system": {"name": "keyplane init"}});
+    let events = [
+        AuditEvent::new(
+            "user.added",
+            None,
+            actor.clone(),
+            json!({"id": owner.id.as_str(), "data": {"role": "owner"}}),
+        ),
+        AuditEvent::new(
+            "api_key.created",
+            None,
+            actor,
+            json!({"id": key.id.as_str(), "data": {"scopes": null}}),
+        ),
+    ];
+    match store.initialize(&org, &owner, &key, &events).await {
+        Ok(()) => Ok(plain),
+        Err(StoreError::Conflict(_)) => Err(InitError::AlreadyInitialized(
+            store
+                .organization()
+                .await?
+                .map(|o| o.name)
+                .unwrap_or_default(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn state(config: Arc<Config>, store: Store) -> AppState {
+    let store = Arc::new(store);
+    let verifier = Arc::new(KeyVerifier::new(
+        hasher(&config),
+        store.clone(),
+        config.key_cache_capacity,
+    ));
+    AppState {
+        config,
+        orgs: store.clone(),
+        projects: store.clone(),
+        keys: store.clone(),
+        service_accounts: store.clone(),
+        audit: store,
+        verifier,
+    }
+}
+
+/// `keyplane serve`: open (and if empty, initialize) the database, then serve until
+/// SIGINT/SIGTERM, flushing pending `last_used_at` updates on the way out.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    if store.organization().await?.is_none() {
+        match initialize(&store, &config, &hasher(&config)).await {
+            Ok(key) => {
+                // The one place a key is displayed outside an API response: the first run's
+                // admin key, on the operator's terminal.
+                eprintln!(
+                    "Keyplane initialized a new organization. Admin key (shown once, store it now):\n{}",
+                    key.expose()
+                );
+            }
+            // Another instance initialized the same database first.
+            Err(InitError::AlreadyInitialized(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let state = state(config.clone(), store.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
+
+    let verifier = state.verifier.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // The flush task is awaited below before the process exits.
+    #[allow(clippy::disallowed_methods)]
+    let flusher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => verifier.flush_use().await,
+                _ = stop_rx.changed() => break,
+            }
+        }
+        verifier.flush_use().await;
+    });
+
+    let app = crate::router::build(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("shutting down: flushing pending writes");
+    let _ = stop_tx.send(true);
+    let _ = flusher.await;
+    store.db().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

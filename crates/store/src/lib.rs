@@ -1,0 +1,213 @@
+//! Keyplane's storage: the ports of `keyplane_core::ports` on sqlx, for SQLite and PostgreSQL.
+//!
+//! One implementation serves both databases. [`Db`] holds a native pool of either kind; every
+//! query is a shared SQL string with `$n` placeholders, run through [`on_pool!`], which expands
+//! the same code once per backend so each arm is type-checked against its own driver.
+
+mod audit;
+mod keys;
+mod org;
+mod projects;
+mod rows;
+mod service_accounts;
+
+use keyplane_core::ports::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A connection pool to one of the supported databases, chosen by URL scheme.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the native pool of whichever backend `$db` is.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Writes audit events on an open transaction (`&mut *tx`).
+macro_rules! write_events {
+    ($tx:expr, $events:expr) => {
+        for event in $events {
+            sqlx::query(
+                "INSERT INTO audit_events (id, event_type, effective_at, project_id, actor, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&event.id)
+            .bind(&event.event_type)
+            .bind(event.effective_at)
+            .bind(&event.project_id)
+            .bind(event.actor.to_string())
+            .bind(event.details.to_string())
+            .execute(&mut *$tx)
+            .await
+            .map_err($crate::db_err)?;
+        }
+    };
+}
+pub(crate) use write_events;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unsupported database URL scheme in '{0}': use sqlite://PATH or postgres://…")]
+    UnsupportedScheme(String),
+    #[error("cannot open the database: {0}")]
+    Open(#[source] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Pool size and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Strips credentials from a database URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Opens a pool for `url`: `sqlite://PATH` (file created when missing), `sqlite::memory:`,
+    /// or `postgres://…` / `postgresql://…`. Any other scheme is an error.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, ConnectError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(ConnectError::Open)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections.min(8))
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options)
+                .await
+                .map_err(ConnectError::Open)?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(ConnectError::Open)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options)
+                .await
+                .map_err(ConnectError::Open)?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(ConnectError::UnsupportedScheme(redact_url(url)))
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        }
+        .map_err(ConnectError::Migrate)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+            "already exists ({})",
+            db.constraint().unwrap_or("unique")
+        )),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// The sequence number behind an `after` cursor, or [`StoreError::UnknownCursor`].
+pub(crate) fn cursor_seq(after: &Option<String>, found: Option<i64>) -> Result<i64, StoreError> {
+    match (after, found) {
+        (None, _) => Ok(0),
+        (Some(_), Some(seq)) => Ok(seq),
+        (Some(id), None) => Err(StoreError::UnknownCursor(id.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_credentials() {
+        assert_eq!(
+            redact_url("postgres://user:secret@db:5432/x"),
+            "postgres://***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://keyplane.db"), "sqlite://keyplane.db");
+    }
+
+    #[test]
+    fn migration_sets_match() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let names = |sub: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(format!("{dir}/{sub}"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("sqlite"), names("postgres"));
+        assert!(!names("sqlite").is_empty());
+    }
+}
+
+/// The sqlx implementation of every storage port.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
