@@ -64,6 +64,12 @@ fn field_of(message: &str) -> Option<String> {
     .then(|| field.to_owned())
 }
 
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
 /// An optional JSON body: an empty body is `T::default()`.
 pub struct OptionalJson<T>(pub T);
 
@@ -182,11 +188,5 @@ mod tests {
             Some(true)
         );
         assert!(bool_param("include_archived", Some("yes")).is_err());
-    }
-}
-
-impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
-    fn into_response(self) -> axum::response::Response {
-        axum::Json(self.0).into_response()
     }
 }

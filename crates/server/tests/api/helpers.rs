@@ -1,0 +1,87 @@
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use keyplane_server::config::{Config, Overrides};
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub admin_key: String,
+    _dir: std::path::PathBuf,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "kp_api_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config::load(&Overrides {
+            database_url: Some(format!("sqlite://{}", dir.join("kp.db").display())),
+            ..Overrides::default()
+        })
+        .unwrap();
+        let store = keyplane_server::startup::open_store(&config).await.unwrap();
+        let hasher = keyplane_server::startup::hasher(&config);
+        let key = keyplane_server::startup::initialize(&store, &config, &hasher)
+            .await
+            .unwrap();
+        let state = keyplane_server::startup::state(Arc::new(config), store);
+        TestApp {
+            router: keyplane_server::router::build(state),
+            admin_key: key.expose().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_owned())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.admin_key.clone()), body)
+            .await
+    }
+}
+
+/// Asserts OpenAI's error envelope with all four keys.
+pub fn assert_error(body: &Value) {
+    let e = &body["error"];
+    for k in ["message", "type", "param", "code"] {
+        assert!(e.get(k).is_some(), "missing {k} in {body}");
+    }
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+}

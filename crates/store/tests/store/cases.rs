@@ -1,0 +1,414 @@
+use crate::harness::on_both;
+use keyplane_core::ids::{OrgId, ProjectId, ServiceAccountId, UserId};
+use keyplane_core::keys::{KeyHasher, KeyKind};
+use keyplane_core::model::{
+    AuditEvent, KeyOwnerId, KeyUpdate, Name, NewApiKey, OrgRole, Organization, OwnerAccessFilter,
+    Project, ServiceAccount, User,
+};
+use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::ports::{
+    AuditStore, KeyListFilter, KeyStore, OrgStore, ProjectStore, ServiceAccountStore, StoreError,
+};
+use keyplane_core::scopes::Permissions;
+use keyplane_store::Store;
+use serde_json::json;
+
+fn event(kind: &str) -> AuditEvent {
+    AuditEvent::new(kind, None, json!({"type": "test"}), json!({}))
+}
+
+fn page(limit: i64, after: Option<String>) -> PageRequest {
+    PageRequest {
+        limit: Limit::parse(Some(limit)).unwrap(),
+        after,
+    }
+}
+
+async fn init(store: &Store) -> User {
+    let owner = User {
+        id: UserId::generate(),
+        email: "owner@example.com".into(),
+        name: "owner".into(),
+        role: OrgRole::Owner,
+        added_at: 1,
+    };
+    let key = new_key(KeyKind::Admin, None, KeyOwnerId::User(owner.id.clone()));
+    let org = Organization {
+        id: OrgId::generate().to_string(),
+        name: "Org".into(),
+        created_at: 1,
+    };
+    store
+        .initialize(&org, &owner, &key, &[event("user.added")])
+        .await
+        .unwrap();
+    owner
+}
+
+fn new_key(kind: KeyKind, project: Option<ProjectId>, owner: KeyOwnerId) -> NewApiKey {
+    let (_, m) = KeyHasher::new(None).generate(kind);
+    NewApiKey {
+        id: m.id,
+        kind,
+        project_id: project,
+        name: "k".into(),
+        redacted_value: m.redacted_value,
+        hash: m.hash,
+        permissions: Permissions::All,
+        owner,
+        created_at: 10,
+        expires_at: None,
+    }
+}
+
+async fn project(store: &Store, owner: &User) -> Project {
+    let p = Project {
+        id: ProjectId::generate(),
+        name: "p".into(),
+        created_at: 5,
+        archived_at: None,
+        external_key_id: None,
+        residency: None,
+    };
+    store
+        .create_project(&p, &owner.id, &[event("project.created")])
+        .await
+        .unwrap();
+    p
+}
+
+#[tokio::test]
+async fn initialize_happens_once() {
+    on_both(|store| async move {
+        init(&store).await;
+        let again = User {
+            id: UserId::generate(),
+            email: "x@example.com".into(),
+            name: "x".into(),
+            role: OrgRole::Owner,
+            added_at: 1,
+        };
+        let key = new_key(KeyKind::Admin, None, KeyOwnerId::User(again.id.clone()));
+        let org = Organization {
+            id: "org-2".into(),
+            name: "Other".into(),
+            created_at: 2,
+        };
+        let err = store.initialize(&org, &again, &key, &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)));
+        assert_eq!(store.organization().await.unwrap().unwrap().name, "Org");
+        assert!(store.user(&again.id).await.unwrap().is_none());
+        assert!(store.ping().await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_round_trip_with_owner_and_soft_delete() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let mut k = new_key(
+            KeyKind::Project,
+            Some(p.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        k.permissions = Permissions::parse(Some(&["api.model.read".to_owned()])).unwrap();
+        k.expires_at = Some(99);
+        store
+            .insert_key(&k, &[event("api_key.created")])
+            .await
+            .unwrap();
+
+        let got = store.key(&k.id).await.unwrap().unwrap();
+        assert!(got.hash.matches(&k.hash));
+        assert_eq!(got.owner.email.as_deref(), Some("owner@example.com"));
+        assert_eq!(got.owner.role, "owner");
+        assert!(got.owner_active);
+        assert!(!got.project_archived);
+        assert_eq!(got.permissions, k.permissions);
+        assert_eq!(got.expires_at, Some(99));
+        assert_eq!(got.last_used_at, None);
+
+        store.record_key_use(&[(k.id.clone(), 50)]).await.unwrap();
+        store.record_key_use(&[(k.id.clone(), 40)]).await.unwrap();
+        assert_eq!(
+            store.key(&k.id).await.unwrap().unwrap().last_used_at,
+            Some(50)
+        );
+
+        let update = KeyUpdate {
+            name: Some(Name::parse("name", "renamed").unwrap()),
+            permissions: Some(Permissions::All),
+            expires_at: Some(None),
+        };
+        store
+            .update_key(&k.id, &update, &[event("api_key.updated")])
+            .await
+            .unwrap();
+        let got = store.key(&k.id).await.unwrap().unwrap();
+        assert_eq!(got.name, "renamed");
+        assert_eq!(got.permissions, Permissions::All);
+        assert_eq!(got.expires_at, None);
+
+        // An empty update changes nothing.
+        store
+            .update_key(&k.id, &KeyUpdate::default(), &[])
+            .await
+            .unwrap();
+        assert_eq!(store.key(&k.id).await.unwrap().unwrap().name, "renamed");
+
+        assert!(store
+            .delete_key(&k.id, 60, &[event("api_key.deleted")])
+            .await
+            .unwrap());
+        assert!(!store
+            .delete_key(&k.id, 61, &[event("api_key.deleted")])
+            .await
+            .unwrap());
+        assert!(store.key(&k.id).await.unwrap().is_none());
+
+        let events = store.list_audit_events(&page(100, None)).await.unwrap();
+        let types: Vec<_> = events.items.iter().map(|e| e.event_type.as_str()).collect();
+        // Newest first; the second (no-op) delete wrote nothing.
+        assert_eq!(
+            types,
+            [
+                "api_key.deleted",
+                "api_key.updated",
+                "api_key.created",
+                "project.created",
+                "user.added"
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pagination_is_stable_while_rows_are_added() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let mut ids = Vec::new();
+        for _ in 0..25 {
+            let k = new_key(
+                KeyKind::Project,
+                Some(p.id.clone()),
+                KeyOwnerId::User(owner.id.clone()),
+            );
+            store.insert_key(&k, &[]).await.unwrap();
+            ids.push(k.id.to_string());
+        }
+        let filter = KeyListFilter::Project(p.id.clone(), OwnerAccessFilter::Any);
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut added = 0;
+        loop {
+            let pg = store
+                .list_keys(&filter, &page(7, after.clone()))
+                .await
+                .unwrap();
+            seen.extend(pg.items.iter().map(|k| k.id.to_string()));
+            // Rows added mid-walk appear after the original ones, never in between.
+            if added < 3 {
+                let k = new_key(
+                    KeyKind::Project,
+                    Some(p.id.clone()),
+                    KeyOwnerId::User(owner.id.clone()),
+                );
+                store.insert_key(&k, &[]).await.unwrap();
+                ids.push(k.id.to_string());
+                added += 1;
+            }
+            if !pg.has_more {
+                assert!(pg.items.len() <= 7);
+                break;
+            }
+            after = pg.items.last().map(|k| k.id.to_string());
+        }
+        assert_eq!(seen, ids, "no duplicates, no gaps, creation order");
+        let last = store
+            .list_keys(&filter, &page(7, seen.last().cloned()))
+            .await
+            .unwrap();
+        assert!(last.items.is_empty() && !last.has_more);
+
+        let err = store
+            .list_keys(&filter, &page(7, Some("key_doesnotexist00".into())))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownCursor(_)));
+
+        // Admin keys never show up in a project's list, and vice versa.
+        let admin = store
+            .list_keys(&KeyListFilter::Admin, &page(100, None))
+            .await
+            .unwrap();
+        assert_eq!(admin.items.len(), 1);
+        assert!(admin.items.iter().all(|k| k.kind == KeyKind::Admin));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn projects_list_archive_and_update() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let a = project(&store, &owner).await;
+        let b = project(&store, &owner).await;
+        store
+            .archive_project(&a.id, 7, &[event("project.archived")])
+            .await
+            .unwrap();
+        let active = store.list_projects(false, &page(10, None)).await.unwrap();
+        assert_eq!(
+            active
+                .items
+                .iter()
+                .map(|p| p.id.clone())
+                .collect::<Vec<_>>(),
+            vec![b.id.clone()]
+        );
+        let all = store.list_projects(true, &page(10, None)).await.unwrap();
+        assert_eq!(all.items.len(), 2);
+        let archived = store.project(&a.id).await.unwrap().unwrap();
+        assert_eq!(archived.archived_at, Some(7));
+
+        // Archived projects are not updated.
+        let mut renamed = archived.clone();
+        renamed.name = "new".into();
+        store.update_project(&renamed, &[]).await.unwrap();
+        assert_eq!(store.project(&a.id).await.unwrap().unwrap().name, "p");
+
+        let mut b2 = b.clone();
+        b2.name = "bee".into();
+        b2.external_key_id = Some("ext".into());
+        store.update_project(&b2, &[]).await.unwrap();
+        assert_eq!(store.project(&b.id).await.unwrap().unwrap(), b2);
+        assert_eq!(
+            store
+                .project_role(&b.id, &owner.id)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("owner")
+        );
+
+        // A key of an archived project reads back as archived.
+        let k = new_key(
+            KeyKind::Project,
+            Some(a.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        store.insert_key(&k, &[]).await.unwrap();
+        assert!(store.key(&k.id).await.unwrap().unwrap().project_archived);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_account_deletion_revokes_its_keys() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let sa = ServiceAccount {
+            id: ServiceAccountId::generate(),
+            project_id: p.id.clone(),
+            name: "bot".into(),
+            role: "member".into(),
+            created_at: 3,
+        };
+        let k1 = new_key(
+            KeyKind::ServiceAccount,
+            Some(p.id.clone()),
+            KeyOwnerId::ServiceAccount(sa.id.clone()),
+        );
+        store
+            .create_service_account(&sa, Some(&k1), &[event("service_account.created")])
+            .await
+            .unwrap();
+        let k2 = new_key(
+            KeyKind::ServiceAccount,
+            Some(p.id.clone()),
+            KeyOwnerId::ServiceAccount(sa.id.clone()),
+        );
+        store.insert_key(&k2, &[]).await.unwrap();
+
+        let got = store.key(&k1.id).await.unwrap().unwrap();
+        assert_eq!(got.owner.name, "bot");
+        assert_eq!(got.owner.role, "member");
+        assert!(got.owner_active);
+
+        let mut renamed = sa.clone();
+        renamed.name = "robot".into();
+        renamed.role = "owner".into();
+        store.update_service_account(&renamed, &[]).await.unwrap();
+        assert_eq!(
+            store.service_account(&p.id, &sa.id).await.unwrap().unwrap(),
+            renamed
+        );
+
+        let listed = store
+            .list_service_accounts(&p.id, &page(10, None))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 1);
+
+        let mut revoked = store
+            .delete_service_account(&p.id, &sa.id, 9, &[])
+            .await
+            .unwrap();
+        revoked.sort();
+        let mut expected = vec![k1.id.clone(), k2.id.clone()];
+        expected.sort();
+        assert_eq!(revoked, expected);
+        assert!(store.key(&k1.id).await.unwrap().is_none());
+        assert!(store
+            .service_account(&p.id, &sa.id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .list_service_accounts(&p.id, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_transaction_writes_no_audit_event() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let k = new_key(
+            KeyKind::Project,
+            Some(p.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        store.insert_key(&k, &[]).await.unwrap();
+        let before = store
+            .list_audit_events(&page(100, None))
+            .await
+            .unwrap()
+            .items
+            .len();
+        // Same id again: the insert fails, and so must its audit event.
+        let err = store
+            .insert_key(&k, &[event("api_key.created")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let after = store
+            .list_audit_events(&page(100, None))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(before, after);
+    })
+    .await;
+}
