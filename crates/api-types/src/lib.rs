@@ -192,7 +192,9 @@ pub struct CreateProjectApiKey {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectApiKey {
     pub name: Option<String>,
-    pub scopes: Option<Vec<String>>,
+    /// `null` restores all permissions; an absent field leaves them as they are.
+    #[serde(default, deserialize_with = "present")]
+    pub scopes: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     pub expires_in_seconds: Option<Option<i64>>,
 }

@@ -29,6 +29,27 @@ impl Limit {
     }
 }
 
+/// Sort direction of a list that offers `order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+impl Order {
+    pub fn parse(raw: Option<&str>) -> Result<Self, DomainError> {
+        match raw {
+            None | Some("asc") => Ok(Order::Asc),
+            Some("desc") => Ok(Order::Desc),
+            Some(_) => Err(DomainError::invalid(
+                "order",
+                "Invalid 'order': expected 'asc' or 'desc'.",
+            )),
+        }
+    }
+}
+
 /// Which page to read: at most `limit` items strictly after the item with id `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {

@@ -10,7 +10,7 @@ use crate::model::{
     ApiKey, AuditEvent, KeyUpdate, NewApiKey, Organization, OwnerAccessFilter, Project,
     ServiceAccount, User,
 };
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Order, Page, PageRequest};
 use crate::time::UnixSeconds;
 use async_trait::async_trait;
 
@@ -77,7 +77,7 @@ pub trait ProjectStore: Send + Sync {
 /// Which keys a list returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyListFilter {
-    Admin,
+    Admin(Order),
     Project(ProjectId, OwnerAccessFilter),
 }
 

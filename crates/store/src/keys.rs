@@ -3,7 +3,7 @@ use crate::{cursor_seq, db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
 use keyplane_core::model::{ApiKey, AuditEvent, KeyUpdate, NewApiKey, OwnerAccessFilter};
-use keyplane_core::pagination::{Page, PageRequest};
+use keyplane_core::pagination::{Order, Page, PageRequest};
 use keyplane_core::ports::{KeyListFilter, KeyStore, StoreResult};
 use keyplane_core::time::UnixSeconds;
 use std::sync::LazyLock;
@@ -66,11 +66,12 @@ static PROJECT_KEYS: LazyLock<[String; 3]> = LazyLock::new(|| {
     ]
 });
 
-static ADMIN_KEYS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{KEY_SELECT} WHERE k.kind = 'admin' AND k.deleted_at IS NULL AND k.seq > $1 \
-         ORDER BY k.seq LIMIT $2"
-    )
+static ADMIN_KEYS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let base = "WHERE k.kind = 'admin' AND k.deleted_at IS NULL";
+    [
+        format!("{KEY_SELECT} {base} AND k.seq > $1 ORDER BY k.seq LIMIT $2"),
+        format!("{KEY_SELECT} {base} AND k.seq < $1 ORDER BY k.seq DESC LIMIT $2"),
+    ]
 });
 
 fn to_keys(rows: Vec<KeyRow>) -> StoreResult<Vec<ApiKey>> {
@@ -103,7 +104,7 @@ impl KeyStore for Store {
     ) -> StoreResult<Page<ApiKey>> {
         let fetch = i64::from(page.limit.get()) + 1;
         let rows: Vec<KeyRow> = match filter {
-            KeyListFilter::Admin => {
+            KeyListFilter::Admin(order) => {
                 let found: Option<i64> = match &page.after {
                     None => None,
                     Some(after) => on_pool!(&self.db, pool => {
@@ -112,9 +113,13 @@ impl KeyStore for Store {
                     })
                     .map_err(db_err)?,
                 };
-                let after = cursor_seq(&page.after, found)?;
+                let (sql, after) = match order {
+                    Order::Asc => (&ADMIN_KEYS[0], cursor_seq(&page.after, found)?),
+                    Order::Desc if page.after.is_none() => (&ADMIN_KEYS[1], i64::MAX),
+                    Order::Desc => (&ADMIN_KEYS[1], cursor_seq(&page.after, found)?),
+                };
                 on_pool!(&self.db, pool => {
-                    sqlx::query_as(ADMIN_KEYS.as_str()).bind(after).bind(fetch).fetch_all(pool).await
+                    sqlx::query_as(sql.as_str()).bind(after).bind(fetch).fetch_all(pool).await
                 })
                 .map_err(db_err)?
             }

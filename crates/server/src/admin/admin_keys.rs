@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use keyplane_api_types::{self as api, CreateAdminApiKey, List};
 use keyplane_core::keys::{KeyId, KeyKind};
 use keyplane_core::model::{ApiKey, ExpiresIn, KeyOwnerId, Name};
+use keyplane_core::pagination::Order;
 use keyplane_core::ports::KeyListFilter;
 use keyplane_core::scopes::Permissions;
 use keyplane_core::DomainError;
@@ -27,22 +28,11 @@ pub async fn list(
 ) -> Result<Json<List<api::AdminApiKey>>, ApiError> {
     admin.read()?;
     let page = q.paging.request()?;
-    match q.order.as_deref() {
-        None | Some("asc") => {}
-        Some("desc") => {
-            return Err(ApiError::invalid(
-                Some("order"),
-                "Keyplane lists admin keys oldest first; 'order=desc' is not supported yet.",
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                Some("order"),
-                "Invalid 'order': expected 'asc' or 'desc'.",
-            ))
-        }
-    }
-    let keys = state.keys.list_keys(&KeyListFilter::Admin, &page).await?;
+    let order = Order::parse(q.order.as_deref())?;
+    let keys = state
+        .keys
+        .list_keys(&KeyListFilter::Admin(order), &page)
+        .await?;
     Ok(Json(List::new(
         keys.items.iter().map(views::admin_key).collect(),
         keys.has_more,

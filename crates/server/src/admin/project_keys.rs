@@ -122,8 +122,8 @@ pub async fn update(
             .transpose()?,
         permissions: body
             .scopes
-            .as_deref()
-            .map(|s| Permissions::parse(Some(s)))
+            .as_ref()
+            .map(|s| Permissions::parse(s.as_deref()))
             .transpose()?,
         expires_at: body
             .expires_in_seconds

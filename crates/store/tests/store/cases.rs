@@ -5,7 +5,7 @@ use keyplane_core::model::{
     AuditEvent, KeyOwnerId, KeyUpdate, Name, NewApiKey, OrgRole, Organization, OwnerAccessFilter,
     Project, ServiceAccount, User,
 };
-use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::pagination::{Limit, Order, PageRequest};
 use keyplane_core::ports::{
     AuditStore, KeyListFilter, KeyStore, OrgStore, ProjectStore, ServiceAccountStore, StoreError,
 };
@@ -240,13 +240,31 @@ async fn pagination_is_stable_while_rows_are_added() {
             .unwrap_err();
         assert!(matches!(err, StoreError::UnknownCursor(_)));
 
-        // Admin keys never show up in a project's list, and vice versa.
-        let admin = store
-            .list_keys(&KeyListFilter::Admin, &page(100, None))
+        // Admin keys never show up in a project's list, and vice versa; `order` works both ways.
+        let second = new_key(KeyKind::Admin, None, KeyOwnerId::User(owner.id.clone()));
+        store.insert_key(&second, &[]).await.unwrap();
+        let asc = store
+            .list_keys(&KeyListFilter::Admin(Order::Asc), &page(100, None))
             .await
             .unwrap();
-        assert_eq!(admin.items.len(), 1);
-        assert!(admin.items.iter().all(|k| k.kind == KeyKind::Admin));
+        assert_eq!(asc.items.len(), 2);
+        assert!(asc.items.iter().all(|k| k.kind == KeyKind::Admin));
+        assert_eq!(asc.items[1].id, second.id);
+        let desc = store
+            .list_keys(&KeyListFilter::Admin(Order::Desc), &page(1, None))
+            .await
+            .unwrap();
+        assert_eq!(desc.items[0].id, second.id);
+        assert!(desc.has_more);
+        let desc2 = store
+            .list_keys(
+                &KeyListFilter::Admin(Order::Desc),
+                &page(1, Some(second.id.to_string())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(desc2.items[0].id, asc.items[0].id);
+        assert!(!desc2.has_more);
     })
     .await;
 }

@@ -1,0 +1,587 @@
+"""Helpers for the black-box tests: running `keyplane`, raw HTTP, databases, assertions.
+
+Nothing here knows the server's internals beyond its documented surface: the CLI
+(`init`, `serve`), the JSON log line that announces the listen address, the HTTP API and the
+published key format (`sk-<kind>-` + 16 public-id chars + 36 secret chars + 6 checksum chars).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parents[1]
+BIN = os.environ.get("KEYPLANE_BIN") or str(REPO / "target" / "debug" / "keyplane")
+PG_ADMIN_URL = (
+    os.environ.get("KEYPLANE_TEST_POSTGRES_URL")
+    or "postgres://postgres@127.0.0.1:5432/postgres"
+)
+OUTPUT_DIR = TESTS_DIR / "test-output"
+
+STARTUP_TIMEOUT = 30.0
+HTTP_TIMEOUT = 30.0
+
+OWNER_EMAIL = "owner@keyplane.test"
+ORG_NAME = "Keyplane Test Org"
+
+# ---------------------------------------------------------------------------------------------
+# Key format
+# ---------------------------------------------------------------------------------------------
+
+KEY_PREFIXES = {
+    "admin": "sk-admin-",
+    "project": "sk-proj-",
+    "service_account": "sk-svcacct-",
+}
+PUBLIC_ID_LEN, SECRET_LEN, CHECKSUM_LEN = 16, 36, 6
+KEY_RE = {
+    kind: re.compile(re.escape(prefix) + r"[0-9A-Za-z]{58}")
+    for kind, prefix in KEY_PREFIXES.items()
+}
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def assert_key_value(value: Any, kind: str) -> str:
+    assert isinstance(value, str), value
+    assert KEY_RE[kind].fullmatch(value), f"{value!r} is not a well-formed {kind} key"
+    return value
+
+
+def key_prefix(value: str) -> str:
+    for prefix in KEY_PREFIXES.values():
+        if value.startswith(prefix):
+            return prefix
+    raise AssertionError(f"unknown key prefix: {value!r}")
+
+
+def key_secret(value: str) -> str:
+    """The secret part of a key: neither its public id nor its checksum."""
+    body = value[len(key_prefix(value)) :]
+    return body[PUBLIC_ID_LEN : PUBLIC_ID_LEN + SECRET_LEN]
+
+
+def secret_fragments(value: str) -> list[str]:
+    """Strings that must never appear in storage, logs or audit events for a key `value`."""
+    return [value, value[:-CHECKSUM_LEN], key_secret(value)]
+
+
+def checksum(signed: str) -> str:
+    n = zlib.crc32(signed.encode())
+    out = []
+    for _ in range(CHECKSUM_LEN):
+        out.append(BASE62[n % 62])
+        n //= 62
+    return "".join(reversed(out))
+
+
+def forge_key(prefix: str, public_id: str, secret: str) -> str:
+    """A key with a correct checksum (so it passes the format check) but any id/secret."""
+    signed = prefix + public_id + secret
+    return signed + checksum(signed)
+
+
+def assert_redacted(redacted: Any, value: str | None = None) -> None:
+    assert isinstance(redacted, str) and redacted, redacted
+    if value is not None:
+        assert redacted.startswith(key_prefix(value)), (redacted, value)
+        assert redacted.endswith(value[-4:]), (redacted, value)
+        assert key_secret(value) not in redacted
+        assert redacted != value
+
+
+def uniq(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw HTTP (standard library only, full control over the request line and body)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<HTTP {self.status} {self.headers.get('content-type')!r} {self.text[:600]!r}>"
+
+
+_UNSET: Any = object()
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> Response:
+    """Sends one HTTP/1.1 request on a fresh connection and reads the whole response.
+
+    The body is written from a second thread, so a server that answers (e.g. 413) before it
+    has read the whole body is still heard.
+    """
+    head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    for name, value in (headers or {}).items():
+        head.append(f"{name}: {value}")
+    if body is not None:
+        head.append(f"Content-Length: {len(body)}")
+    raw_head = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8")
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(raw_head)
+        sender = None
+        if body:
+
+            def send_body() -> None:
+                try:
+                    sock.sendall(body)
+                except OSError:
+                    pass  # the server stopped reading (e.g. it answered 413 already)
+
+            sender = threading.Thread(target=send_body, daemon=True)
+            sender.start()
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        data = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        status = resp.status
+        resp.close()
+        if sender is not None:
+            sender.join(timeout=5)
+        return Response(status, hdrs, data)
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Databases
+# ---------------------------------------------------------------------------------------------
+
+
+def _pg_connect(url: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except Exception as e:  # noqa: BLE001 - surfaced as a test failure, never a skip
+        raise RuntimeError(
+            f"PostgreSQL is unreachable at {url} (set KEYPLANE_TEST_POSTGRES_URL): {e}"
+        ) from e
+
+
+class Database:
+    """A fresh, empty database for one server: a SQLite file or a PostgreSQL database."""
+
+    def __init__(self, backend: str, workdir: Path):
+        self.backend = backend
+        self.name = f"kp_test_{uuid.uuid4().hex[:12]}"
+        if backend == "sqlite":
+            self.dir = workdir / self.name
+            self.dir.mkdir(parents=True)
+            self.path = self.dir / "kp.db"
+            self.url = f"sqlite://{self.path}"
+        elif backend == "postgres":
+            with _pg_connect(PG_ADMIN_URL) as conn:
+                conn.execute(f'CREATE DATABASE "{self.name}"')
+            parts = urllib.parse.urlsplit(PG_ADMIN_URL)
+            self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+        else:
+            raise ValueError(backend)
+
+    def files(self) -> list[Path]:
+        """SQLite: the database file and its -wal/-shm companions that exist now."""
+        assert self.backend == "sqlite"
+        return [p for p in self.dir.iterdir() if p.name.startswith("kp.db")]
+
+    def dump_text(self) -> str:
+        """PostgreSQL: every row of every table of the database, as text."""
+        assert self.backend == "postgres"
+        out = []
+        with _pg_connect(self.url) as conn:
+            tables = conn.execute(
+                "SELECT schemaname, tablename FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+            assert tables, "the database has no tables"
+            for schema, table in tables:
+                for (row,) in conn.execute(f'SELECT t::text FROM "{schema}"."{table}" t'):
+                    out.append(f"{schema}.{table}: {row}")
+        return "\n".join(out)
+
+    def drop(self) -> None:
+        if self.backend == "postgres":
+            with _pg_connect(PG_ADMIN_URL) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
+    env["KEYPLANE_LOG_FORMAT"] = "json"
+    env.setdefault("RUST_BACKTRACE", "1")
+    return env
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Server:
+    """One `keyplane serve` process on its own database."""
+
+    def __init__(self, backend: str, db: Database, label: str):
+        self.backend = backend
+        self.db = db
+        self.label = label
+        self.db_url = db.url
+        self.admin_key: str = ""
+        self.proc: subprocess.Popen | None = None
+        self.port: int = 0
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = OUTPUT_DIR / f"{label}.stderr.log"
+        self.stderr_path.write_bytes(b"")
+        # Every key value the tests have seen on this server (checked against storage/logs/audit).
+        self.secrets: set[str] = set()
+        self._clients: list[openai.OpenAI] = []
+
+    # --- lifecycle ---
+
+    def init(self, *, org_name: str = ORG_NAME, owner_email: str = OWNER_EMAIL) -> str:
+        res = run_cli(
+            "init",
+            "--database-url",
+            self.db_url,
+            "--org-name",
+            org_name,
+            "--owner-email",
+            owner_email,
+        )
+        assert res.returncode == 0, f"keyplane init failed ({res.returncode}): {res.stderr}"
+        key = res.stdout.strip()
+        assert res.stdout == key + "\n", f"init must print the key alone: {res.stdout!r}"
+        assert_key_value(key, "admin")
+        self.admin_key = key
+        self.remember(key)
+        return key
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        offset = self.stderr_path.stat().st_size
+        err = open(self.stderr_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [BIN, "serve", "--listen", "127.0.0.1:0", "--database-url", self.db_url],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=_env(),
+            )
+        finally:
+            err.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            port = self._serving_port(offset)
+            if port:
+                self.port = port
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"keyplane serve exited with {self.proc.returncode}:\n{self.log_text(offset)}"
+                )
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"keyplane serve did not announce its address:\n{self.log_text(offset)}")
+
+    def _serving_port(self, offset: int) -> int | None:
+        for line in self.log_text(offset).splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            fields = rec.get("fields") or {}
+            message = fields.get("message", rec.get("message"))
+            if message == "keyplane serving":
+                listen = fields.get("listen", rec.get("listen"))
+                return int(str(listen).rsplit(":", 1)[1])
+        return None
+
+    def log_text(self, offset: int = 0) -> str:
+        with open(self.stderr_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Sends `sig` and waits; returns the exit code (kills and fails after `timeout`)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"keyplane did not exit within {timeout}s of signal {sig}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                try:
+                    self.stop(timeout=10)
+                except AssertionError:
+                    pass
+        finally:
+            self.kill()
+            self.db.drop()
+
+    # --- HTTP ---
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = _UNSET,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        key: str | None = _UNSET,
+        timeout: float = HTTP_TIMEOUT,
+    ) -> Response:
+        """A raw request. `key` defaults to the initial admin key; `key=None` sends none."""
+        hdrs: dict[str, str] = {"Accept": "application/json"}
+        if key is _UNSET:
+            key = self.admin_key
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        if json_body is not _UNSET:
+            body = json.dumps(json_body)
+            hdrs["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs.update(headers or {})
+        return http_request(self.port, method, path, body=body, headers=hdrs, timeout=timeout)
+
+    def org(self, method: str, path: str, **kw: Any) -> Response:
+        """A raw request under /v1/organization."""
+        return self.http(method, "/v1/organization" + path, **kw)
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        """A raw /v1/organization request that must answer 200 with JSON."""
+        resp = self.org(method, path, **kw)
+        assert resp.status == 200, f"{method} {path}: {resp!r}"
+        assert resp.headers.get("content-type", "").startswith("application/json"), resp
+        return resp.json()
+
+    def client(self, key: str | None = None, **kw: Any) -> openai.OpenAI:
+        c = openai.OpenAI(
+            admin_api_key=key or self.admin_key,
+            base_url=self.base_url,
+            _strict_response_validation=True,
+            max_retries=0,
+            timeout=HTTP_TIMEOUT,
+            **kw,
+        )
+        self._clients.append(c)
+        return c
+
+    def remember(self, value: str | None) -> str | None:
+        if value:
+            self.secrets.add(value)
+        return value
+
+    # --- shortcuts (raw HTTP) ---
+
+    def create_project(self, name: str | None = None) -> dict:
+        return self.ok("POST", "/projects", json_body={"name": name or uniq("proj")})
+
+    def create_project_key(self, project_id: str, name: str | None = None, **extra: Any) -> dict:
+        body = {"name": name or uniq("key"), **extra}
+        key = self.ok("POST", f"/projects/{project_id}/api_keys", json_body=body)
+        self.remember(key.get("value"))
+        return key
+
+    def create_admin_key(self, name: str | None = None, **extra: Any) -> dict:
+        body = {"name": name or uniq("admin"), **extra}
+        key = self.ok("POST", "/admin_api_keys", json_body=body)
+        self.remember(key.get("value"))
+        return key
+
+    def create_service_account(self, project_id: str, name: str | None = None, **extra: Any) -> dict:
+        body = {"name": name or uniq("sa"), **extra}
+        sa = self.ok("POST", f"/projects/{project_id}/service_accounts", json_body=body)
+        if sa.get("api_key"):
+            self.remember(sa["api_key"].get("value"))
+        return sa
+
+
+def launch(backend: str, workdir: Path, label: str) -> Server:
+    db = Database(backend, workdir)
+    srv = Server(backend, db, label)
+    try:
+        srv.init()
+        srv.start()
+    except BaseException:
+        srv.close()
+        raise
+    return srv
+
+
+# ---------------------------------------------------------------------------------------------
+# Assertions
+# ---------------------------------------------------------------------------------------------
+
+ANY: Any = object()
+
+
+def assert_error(
+    resp: Response,
+    status: int,
+    *,
+    param: Any = ANY,
+    code: Any = ANY,
+    type: Any = "invalid_request_error",
+    contains: str | None = None,
+    excludes: tuple[str, ...] = (),
+) -> dict:
+    """Checks OpenAI's error envelope `{"error": {"message", "type", "param", "code"}}`."""
+    assert resp.status == status, f"expected {status}, got {resp!r}"
+    ctype = resp.headers.get("content-type", "")
+    assert ctype.startswith("application/json"), f"error is not JSON: {resp!r}"
+    body = resp.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    err = body["error"]
+    assert isinstance(err, dict), body
+    assert set(err) == {"message", "type", "param", "code"}, f"envelope keys: {sorted(err)}"
+    assert isinstance(err["message"], str) and err["message"].strip(), err
+    assert isinstance(err["type"], str) and err["type"], err
+    assert err["param"] is None or isinstance(err["param"], str), err
+    assert err["code"] is None or isinstance(err["code"], str), err
+    if type is not ANY:
+        assert err["type"] == type, err
+    if param is not ANY:
+        assert err["param"] == param, err
+    if code is not ANY:
+        assert err["code"] == code, err
+    if contains is not None:
+        assert contains in err["message"], err
+    for bad in excludes:
+        assert bad not in resp.text, f"{bad!r} leaked into {resp!r}"
+    return err
+
+
+def assert_list_envelope(body: Any) -> list:
+    """`{"object":"list","data":[…],"first_id","last_id","has_more"}` with consistent ids."""
+    assert isinstance(body, dict), body
+    assert body.get("object") == "list", body
+    data = body.get("data")
+    assert isinstance(data, list), body
+    assert type(body.get("has_more")) is bool, f"has_more must be a JSON boolean: {body}"
+    assert "first_id" in body and "last_id" in body, body
+    if data:
+        assert body["first_id"] == data[0]["id"], body
+        assert body["last_id"] == data[-1]["id"], body
+    else:
+        assert body["first_id"] is None and body["last_id"] is None, body
+        assert body["has_more"] is False, body
+    return data
+
+
+def walk(server: Server, path: str, *, limit: int, query: str = "", between=None) -> list[dict]:
+    """Pages through a list by hand with `after=<last_id>`; checks every envelope.
+
+    `between(page_number)` runs after each page (used to insert rows mid-walk).
+    """
+    items: list[dict] = []
+    after = None
+    for page_no in range(10_000):
+        qs = f"limit={limit}" + (f"&{query}" if query else "")
+        if after is not None:
+            qs += f"&after={urllib.parse.quote(after, safe='')}"
+        body = server.ok("GET", f"{path}?{qs}")
+        data = assert_list_envelope(body)
+        assert len(data) <= limit, body
+        items.extend(data)
+        if between is not None:
+            between(page_no)
+        if not body["has_more"]:
+            assert len(data) <= limit
+            # The page after the last item is empty.
+            if data:
+                tail = server.ok(
+                    "GET",
+                    f"{path}?limit={limit}&after={urllib.parse.quote(data[-1]['id'], safe='')}"
+                    + (f"&{query}" if query else ""),
+                )
+                if between is None:
+                    assert assert_list_envelope(tail) == [], tail
+            return items
+        assert len(data) == limit, f"has_more with a short page: {body}"
+        after = body["last_id"]
+    raise AssertionError("pagination did not end")
+
+
+def poll(fn, *, timeout: float = 3.5, interval: float = 0.1):
+    """Calls `fn` until it returns a truthy value or `timeout` passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
