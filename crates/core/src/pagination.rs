@@ -101,6 +101,13 @@ mod tests {
     }
 
     #[test]
+    fn order_parses() {
+        assert_eq!(Order::parse(None).unwrap(), Order::Asc);
+        assert_eq!(Order::parse(Some("desc")).unwrap(), Order::Desc);
+        assert!(Order::parse(Some("DESC; drop")).is_err());
+    }
+
+    #[test]
     fn overfetch_sets_has_more() {
         let limit = Limit::parse(Some(2)).unwrap();
         let page = Page::from_overfetch(vec![1, 2, 3], limit);

@@ -197,6 +197,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_pepper() {
+        let mut cfg = Config::load(&Overrides::default()).unwrap();
+        cfg.key_pepper = Some(SecretString::from("pepper-value-123".to_owned()));
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("pepper-value-123"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
+    #[test]
     fn bad_listen_address_is_explained() {
         let err = Config::load(&Overrides {
             listen: Some("localhost".into()),
