@@ -196,6 +196,17 @@ def test_list_order_param(server):
     assert_error(server.org("GET", "/admin_api_keys?order=sideways"), 400, param="order")
 
 
+def test_list_order_desc(server, client):
+    keys = client.admin.organization.admin_api_keys
+    mine = [server.create_admin_key(f"ord-{i}-{uniq()}")["id"] for i in range(3)]
+    asc = [k.id for k in keys.list(limit=2)]
+    desc = [k.id for k in keys.list(limit=2, order="desc")]
+    assert desc == list(reversed(asc))
+    assert desc[:3] == list(reversed(mine))
+    first = server.ok("GET", "/admin_api_keys?order=desc&limit=1")
+    assert first["data"][0]["id"] == mine[-1] and first["has_more"] is True
+
+
 def test_last_used_at_is_recorded(server, client):
     created = server.create_admin_key()
     assert client.admin.organization.admin_api_keys.retrieve(created["id"]).last_used_at is None

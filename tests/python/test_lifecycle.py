@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kputil import assert_error, poll, run_cli, secret_fragments, uniq
+from kputil import assert_error, run_cli, secret_fragments, uniq
 
 # ------------------------------------------------------------------ public endpoints
 

@@ -139,7 +139,7 @@ def test_admin_keys_pagination(server, client):
     assert manual == sdk
 
 
-def test_audit_log_pagination(server, client):
+def test_audit_log_pagination(server):
     for _ in range(12):
         server.create_project(uniq("audit-page"))
     items = walk(server, "/audit_logs", limit=9)
@@ -148,9 +148,7 @@ def test_audit_log_pagination(server, client):
     assert len(ids) > 9
     stamps = [e["effective_at"] for e in items]
     assert stamps == sorted(stamps, reverse=True), "not newest first"
-    sdk = [e.id for e in client.admin.organization.audit_logs.list(limit=9)]
-    # Events may have been added in between (this walk itself adds none).
-    assert sdk[: len(ids)] == ids or set(ids) <= set(sdk)
+    # (Strict SDK listing of the audit log: see test_audit_logs.py.)
 
 
 LISTS = [

@@ -153,6 +153,17 @@ def test_raw_update_name_and_clear_expiry(server, project):
     assert same["name"] == "renamed key" and same["expires_at"] is None
 
 
+def test_scopes_null_restores_all_permissions(server, project):
+    k = server.create_project_key(project["id"], scopes=["api.model.read"])
+    path = f"/projects/{project['id']}/api_keys/{k['id']}"
+    assert server.ok("POST", path, json_body={"name": "still restricted"})["scopes"] == [
+        "api.model.read"
+    ]
+    upd = server.ok("POST", path, json_body={"scopes": None})
+    assert upd["scopes"] is None
+    assert server.ok("GET", path)["scopes"] is None
+
+
 def test_unknown_scope_is_rejected(server, project):
     resp = server.org(
         "POST",

@@ -132,14 +132,15 @@ pub trait ServiceAccountStore: Send + Sync {
         account: &ServiceAccount,
         events: &[AuditEvent],
     ) -> StoreResult<()>;
-    /// Deletes the account and revokes all its keys; returns the revoked key ids.
+    /// Deletes the account and revokes all its keys; returns the revoked key ids, or `None`
+    /// when there was no live account to delete.
     async fn delete_service_account(
         &self,
         project: &ProjectId,
         id: &ServiceAccountId,
         at: UnixSeconds,
         events: &[AuditEvent],
-    ) -> StoreResult<Vec<KeyId>>;
+    ) -> StoreResult<Option<Vec<KeyId>>>;
 }
 
 #[async_trait]

@@ -103,6 +103,28 @@ where
     }
 }
 
+/// `Path<T>` with errors in our envelope (e.g. invalid UTF-8 in an id is a 404 for that id).
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(rejection) => Err(ApiError::NotFound(format!(
+                "Invalid URL ({}): {}",
+                crate::error::shown(parts.uri.path()),
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
 /// `Query<T>` with errors in our envelope.
 pub struct Query<T>(pub T);
 

@@ -101,7 +101,13 @@ pub async fn initialize(
         created_at: now,
         expires_at: None,
     };
-    let actor = json!({"type": "system", "system": {"name": "keyplane init"}});
+    // OpenAI's actor types are `session` and `api_key`; the first owner acting through
+    // `keyplane init` is recorded as that user's session (`via` says how).
+    let actor = json!({
+        "type": "session",
+        "session": {"user": {"id": owner.id.as_str(), "email": owner.email}, "ip_address": null},
+        "via": "keyplane init",
+    });
     let events = [
         AuditEvent::new(
             "user.added",

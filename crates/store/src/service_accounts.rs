@@ -116,7 +116,7 @@ impl ServiceAccountStore for Store {
         id: &ServiceAccountId,
         at: UnixSeconds,
         events: &[AuditEvent],
-    ) -> StoreResult<Vec<KeyId>> {
+    ) -> StoreResult<Option<Vec<KeyId>>> {
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let changed = sqlx::query(
@@ -130,6 +130,10 @@ impl ServiceAccountStore for Store {
             .await
             .map_err(db_err)?
             .rows_affected();
+            if changed == 0 {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(None);
+            }
             let keys: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM api_keys WHERE owner_service_account_id = $1 AND deleted_at IS NULL",
             )
@@ -145,11 +149,9 @@ impl ServiceAccountStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            if changed > 0 {
-                write_events!(tx, events);
-            }
+            write_events!(tx, events);
             tx.commit().await.map_err(db_err)?;
-            Ok(keys.into_iter().map(KeyId::from_trusted).collect())
+            Ok(Some(keys.into_iter().map(KeyId::from_trusted).collect()))
         })
     }
 }

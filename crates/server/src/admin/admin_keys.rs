@@ -1,9 +1,9 @@
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use keyplane_api_types::{self as api, CreateAdminApiKey, List};
 use keyplane_core::keys::{KeyId, KeyKind};
 use keyplane_core::model::{ApiKey, ExpiresIn, KeyOwnerId, Name};
@@ -92,11 +92,15 @@ pub async fn delete(
     let cap = admin.write()?;
     let key = find(&state, &key_id).await?;
     let event = cap.event("api_key.deleted", None, json!({"id": key.id.as_str()}));
-    state
+    let deleted = state
         .keys
         .delete_key(&key.id, keyplane_core::time::now(), &[event])
         .await?;
     state.verifier.invalidate(&key.id);
+    if !deleted {
+        // A concurrent request deleted it first.
+        return Err(DomainError::not_found("admin API key", key_id).into());
+    }
     Ok(Json(views::deleted(
         "organization.admin_api_key.deleted",
         key.id.as_str(),

@@ -70,10 +70,18 @@ impl Paging {
         let limit = Limit::parse(int_param("limit", self.limit.as_deref())?)?;
         let after = match self.after.as_deref() {
             None | Some("") => None,
-            Some(a) if a.len() > 128 => {
+            Some(a)
+                if a.len() > 128
+                    || !a
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
                 return Err(ApiError::invalid(
                     Some("after"),
-                    "Invalid 'after': too long.",
+                    format!(
+                        "Invalid 'after': '{}' is not an id from this list.",
+                        crate::error::shown(a)
+                    ),
                 ))
             }
             Some(a) => Some(a.to_owned()),

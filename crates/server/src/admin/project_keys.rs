@@ -2,9 +2,9 @@ use super::projects::find as find_project;
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use keyplane_api_types::{self as api, CreateProjectApiKey, List, UpdateProjectApiKey};
 use keyplane_core::keys::{KeyId, KeyKind};
 use keyplane_core::model::{
@@ -161,11 +161,15 @@ pub async fn delete(
         Some(&project.id),
         json!({"id": key.id.as_str()}),
     );
-    state
+    let deleted = state
         .keys
         .delete_key(&key.id, keyplane_core::time::now(), &[event])
         .await?;
     state.verifier.invalidate(&key.id);
+    if !deleted {
+        // A concurrent request deleted it first.
+        return Err(DomainError::not_found("API key", key_id).into());
+    }
     Ok(Json(views::deleted(
         "organization.project.api_key.deleted",
         key.id.as_str(),

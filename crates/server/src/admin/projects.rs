@@ -1,9 +1,9 @@
 use super::{views, Paging};
 use crate::auth::Admin;
 use crate::error::{shown, ApiError};
-use crate::extract::{bool_param, Json, Query};
+use crate::extract::{bool_param, Json, Path, Query};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use keyplane_api_types::{self as api, CreateProject, List, ModifyProject};
 use keyplane_core::ids::ProjectId;
 use keyplane_core::model::{Name, Project};

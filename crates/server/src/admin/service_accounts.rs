@@ -2,9 +2,9 @@ use super::projects::find as find_project;
 use super::{key_created_details, mint, views, KeySpec, Paging};
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::{Json, OptionalJson, Query};
+use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use keyplane_api_types::{
     self as api, CreateServiceAccount, CreateServiceAccountApiKey, List, ModifyServiceAccount,
 };
@@ -192,6 +192,10 @@ pub async fn delete(
             &[event],
         )
         .await?;
+    let Some(revoked) = revoked else {
+        // A concurrent request deleted it first.
+        return Err(DomainError::not_found("service account", account_id).into());
+    };
     for id in &revoked {
         state.verifier.invalidate(id);
     }

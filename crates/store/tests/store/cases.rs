@@ -376,12 +376,19 @@ async fn service_account_deletion_revokes_its_keys() {
         let mut revoked = store
             .delete_service_account(&p.id, &sa.id, 9, &[])
             .await
+            .unwrap()
             .unwrap();
         revoked.sort();
         let mut expected = vec![k1.id.clone(), k2.id.clone()];
         expected.sort();
         assert_eq!(revoked, expected);
         assert!(store.key(&k1.id).await.unwrap().is_none());
+        // A second delete finds nothing to delete.
+        assert!(store
+            .delete_service_account(&p.id, &sa.id, 10, &[])
+            .await
+            .unwrap()
+            .is_none());
         assert!(store
             .service_account(&p.id, &sa.id)
             .await
