@@ -11,7 +11,9 @@ use crate::model::{
     ServiceAccount, User,
 };
 use crate::pagination::{Order, Page, PageRequest};
+use crate::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
 use crate::time::UnixSeconds;
+use crate::usage::{UsageFilter, UsageRow};
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,4 +149,75 @@ pub trait ServiceAccountStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Newest first.
     async fn list_audit_events(&self, page: &PageRequest) -> StoreResult<Page<AuditEvent>>;
+}
+
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    async fn rate_limit_overrides(
+        &self,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<RateLimitOverride>>;
+    /// Replaces the stored override of `limit.model` (a `None` field keeps the default).
+    async fn set_rate_limit(
+        &self,
+        project: &ProjectId,
+        limit: &RateLimitOverride,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    async fn model_permissions(&self, project: &ProjectId)
+        -> StoreResult<Option<ModelPermissions>>;
+    /// Sets (or with `None`, removes) the project's model permissions.
+    async fn set_model_permissions(
+        &self,
+        project: &ProjectId,
+        permissions: Option<&ModelPermissions>,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    async fn spend_limit(&self, project: &ProjectId) -> StoreResult<Option<SpendLimit>>;
+    async fn set_spend_limit(
+        &self,
+        project: &ProjectId,
+        limit: Option<&SpendLimit>,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Adds the rows' counters to the stored minute rows (creating them as needed).
+    async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Rows matching `filter`, summed per bucket of `bucket_seconds` (the row's `minute` is the
+    /// bucket start), project, key and model.
+    async fn usage(&self, filter: &UsageFilter, bucket_seconds: i64) -> StoreResult<Vec<UsageRow>>;
+    /// Total cost in micro-USD since `since`, for one project or (with `None`) all.
+    async fn cost_since(&self, project: Option<&ProjectId>, since: i64) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    async fn create_alert(&self, alert: &SpendAlert, events: &[AuditEvent]) -> StoreResult<()>;
+    async fn alert(&self, id: &str) -> StoreResult<Option<SpendAlert>>;
+    /// Alerts of one project, or (with `None`) the organization's own alerts.
+    async fn list_alerts(
+        &self,
+        project: Option<&ProjectId>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<SpendAlert>>;
+    /// Every live alert (for the evaluator).
+    async fn all_alerts(&self) -> StoreResult<Vec<SpendAlert>>;
+    async fn update_alert(&self, alert: &SpendAlert, events: &[AuditEvent]) -> StoreResult<()>;
+    async fn delete_alert(
+        &self,
+        id: &str,
+        at: UnixSeconds,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// Records that `alert` fired for the period starting at `period_start`; false when it
+    /// already had (so each threshold fires once per period, even across instances).
+    async fn record_firing(
+        &self,
+        alert: &str,
+        period_start: i64,
+        at: UnixSeconds,
+    ) -> StoreResult<bool>;
 }

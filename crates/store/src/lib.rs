@@ -4,12 +4,15 @@
 //! query is a shared SQL string with `$n` placeholders, run through [`on_pool!`], which expands
 //! the same code once per backend so each arm is type-checked against its own driver.
 
+mod alerts;
 mod audit;
 mod keys;
 mod org;
+mod policy;
 mod projects;
 mod rows;
 mod service_accounts;
+mod usage;
 
 use keyplane_core::ports::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -193,6 +196,19 @@ mod tests {
         };
         assert_eq!(names("sqlite"), names("postgres"));
         assert!(!names("sqlite").is_empty());
+        // Same statements too: only the auto-increment spelling and comments may differ.
+        let body = |sub: &str, name: &str| {
+            std::fs::read_to_string(format!("{dir}/{sub}/{name}"))
+                .unwrap()
+                .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for name in names("sqlite") {
+            assert_eq!(body("sqlite", &name), body("postgres", &name), "{name} differs");
+        }
     }
 }
 

@@ -1,0 +1,122 @@
+//! Metered usage: minute rows, query filters and bucket widths of the Usage and Costs APIs.
+
+use crate::DomainError;
+
+/// Usage of one minute, family, project, key and model (an additive counter row).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Start of the minute (or of the bucket, in query results), Unix seconds.
+    pub minute: i64,
+    pub family: String,
+    pub project_id: String,
+    pub api_key_id: String,
+    pub user_id: Option<String>,
+    pub service_account_id: Option<String>,
+    pub model: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub images: i64,
+    pub cost_micro_usd: i64,
+}
+
+impl UsageRow {
+    /// Adds another row's counters to this one.
+    pub fn absorb(&mut self, other: &UsageRow) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.images += other.images;
+        self.cost_micro_usd += other.cost_micro_usd;
+    }
+}
+
+/// Which rows a usage or cost query reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub start: i64,
+    pub end: i64,
+    /// `None` reads every family (costs).
+    pub family: Option<String>,
+    pub project_ids: Vec<String>,
+    pub api_key_ids: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketWidth {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl BucketWidth {
+    pub fn parse(raw: Option<&str>) -> Result<Self, DomainError> {
+        match raw {
+            None | Some("1d") => Ok(Self::Day),
+            Some("1h") => Ok(Self::Hour),
+            Some("1m") => Ok(Self::Minute),
+            Some(_) => Err(DomainError::invalid(
+                "bucket_width",
+                "Invalid 'bucket_width': expected '1m', '1h' or '1d'.",
+            )),
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+        }
+    }
+
+    /// (default, maximum) number of buckets per page, as OpenAI documents them.
+    pub fn page_bounds(self) -> (i64, i64) {
+        match self {
+            Self::Minute => (60, 1_440),
+            Self::Hour => (24, 168),
+            Self::Day => (7, 31),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths() {
+        assert_eq!(BucketWidth::parse(None).unwrap(), BucketWidth::Day);
+        assert_eq!(BucketWidth::parse(Some("1m")).unwrap().seconds(), 60);
+        assert!(BucketWidth::parse(Some("5m")).is_err());
+        assert_eq!(BucketWidth::Hour.page_bounds(), (24, 168));
+    }
+
+    #[test]
+    fn absorb_adds_counters() {
+        let mut a = UsageRow {
+            requests: 1,
+            input_tokens: 2,
+            ..Default::default()
+        };
+        a.absorb(&UsageRow {
+            requests: 3,
+            output_tokens: 4,
+            cost_micro_usd: 5,
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                a.requests,
+                a.input_tokens,
+                a.output_tokens,
+                a.cost_micro_usd
+            ),
+            (4, 2, 4, 5)
+        );
+    }
+}

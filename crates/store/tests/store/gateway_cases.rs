@@ -1,0 +1,239 @@
+use crate::harness::on_both;
+use keyplane_core::ids::{OrgId, ProjectId, UserId};
+use keyplane_core::keys::{KeyHasher, KeyKind};
+use keyplane_core::model::{KeyOwnerId, NewApiKey, OrgRole, Organization, Project, User};
+use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
+use keyplane_core::ports::{AlertStore, OrgStore, PolicyStore, ProjectStore, UsageStore};
+use keyplane_core::scopes::Permissions;
+use keyplane_core::usage::{UsageFilter, UsageRow};
+use keyplane_store::Store;
+
+async fn project(store: &Store) -> ProjectId {
+    let owner = User {
+        id: UserId::generate(),
+        email: "o@example.com".into(),
+        name: "o".into(),
+        role: OrgRole::Owner,
+        added_at: 1,
+    };
+    let (_, m) = KeyHasher::new(None).generate(KeyKind::Admin);
+    let key = NewApiKey {
+        id: m.id,
+        kind: KeyKind::Admin,
+        project_id: None,
+        name: "a".into(),
+        redacted_value: m.redacted_value,
+        hash: m.hash,
+        permissions: Permissions::All,
+        owner: KeyOwnerId::User(owner.id.clone()),
+        created_at: 1,
+        expires_at: None,
+    };
+    let org = Organization {
+        id: OrgId::generate().to_string(),
+        name: "o".into(),
+        created_at: 1,
+    };
+    store.initialize(&org, &owner, &key, &[]).await.unwrap();
+    let p = Project {
+        id: ProjectId::generate(),
+        name: "p".into(),
+        created_at: 1,
+        archived_at: None,
+        external_key_id: None,
+        residency: None,
+    };
+    store.create_project(&p, &owner.id, &[]).await.unwrap();
+    p.id
+}
+
+fn row(
+    minute: i64,
+    project: &ProjectId,
+    key: &str,
+    model: &str,
+    requests: i64,
+    input: i64,
+) -> UsageRow {
+    UsageRow {
+        minute,
+        family: "completions".into(),
+        project_id: project.to_string(),
+        api_key_id: key.into(),
+        user_id: Some("user-1".into()),
+        service_account_id: None,
+        model: model.into(),
+        requests,
+        input_tokens: input,
+        output_tokens: 2 * input,
+        cached_tokens: 0,
+        images: 0,
+        cost_micro_usd: 10 * requests,
+    }
+}
+
+#[tokio::test]
+async fn usage_upserts_add_up_and_bucket() {
+    on_both(|store| async move {
+        let p = project(&store).await;
+        // Two flushes of the same minute add up (two instances, or two flush cycles).
+        store
+            .add_usage(&[row(60, &p, "key_a", "gpt-4o", 1, 10)])
+            .await
+            .unwrap();
+        store
+            .add_usage(&[
+                row(60, &p, "key_a", "gpt-4o", 2, 5),
+                row(120, &p, "key_b", "gpt-4o", 1, 1),
+            ])
+            .await
+            .unwrap();
+        store
+            .add_usage(&[row(3_660, &p, "key_a", "gpt-4o-mini", 4, 4)])
+            .await
+            .unwrap();
+
+        let filter = UsageFilter {
+            start: 0,
+            end: 7_200,
+            family: Some("completions".into()),
+            ..Default::default()
+        };
+        let minute = store.usage(&filter, 60).await.unwrap();
+        let a60 = minute
+            .iter()
+            .find(|r| r.minute == 60 && r.api_key_id == "key_a")
+            .unwrap();
+        assert_eq!(
+            (
+                a60.requests,
+                a60.input_tokens,
+                a60.output_tokens,
+                a60.cost_micro_usd
+            ),
+            (3, 15, 30, 30)
+        );
+        assert_eq!(a60.user_id.as_deref(), Some("user-1"));
+
+        let hourly = store.usage(&filter, 3_600).await.unwrap();
+        let first_hour: i64 = hourly
+            .iter()
+            .filter(|r| r.minute == 0)
+            .map(|r| r.requests)
+            .sum();
+        let second_hour: i64 = hourly
+            .iter()
+            .filter(|r| r.minute == 3_600)
+            .map(|r| r.requests)
+            .sum();
+        assert_eq!((first_hour, second_hour), (4, 4));
+
+        let only_b = UsageFilter {
+            api_key_ids: vec!["key_b".into()],
+            ..filter.clone()
+        };
+        assert_eq!(store.usage(&only_b, 60).await.unwrap().len(), 1);
+        let mini = UsageFilter {
+            models: vec!["gpt-4o-mini".into(), "nope".into()],
+            ..filter.clone()
+        };
+        assert_eq!(store.usage(&mini, 60).await.unwrap()[0].requests, 4);
+        let other_family = UsageFilter {
+            family: Some("embeddings".into()),
+            ..filter.clone()
+        };
+        assert!(store.usage(&other_family, 60).await.unwrap().is_empty());
+
+        assert_eq!(store.cost_since(Some(&p), 0).await.unwrap(), 80);
+        assert_eq!(store.cost_since(Some(&p), 100).await.unwrap(), 50);
+        assert_eq!(store.cost_since(None, 0).await.unwrap(), 80);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn policies_round_trip() {
+    on_both(|store| async move {
+        let p = project(&store).await;
+        assert!(store.rate_limit_overrides(&p).await.unwrap().is_empty());
+        let mut o = RateLimitOverride {
+            model: "gpt-4o".into(),
+            max_requests_per_1_minute: Some(10),
+            ..Default::default()
+        };
+        store.set_rate_limit(&p, &o, &[]).await.unwrap();
+        o.max_tokens_per_1_minute = Some(99);
+        store.set_rate_limit(&p, &o, &[]).await.unwrap();
+        assert_eq!(store.rate_limit_overrides(&p).await.unwrap(), vec![o]);
+
+        let perms = ModelPermissions::parse("allow_list", &["gpt-4o".into()]).unwrap();
+        store
+            .set_model_permissions(&p, Some(&perms), &[])
+            .await
+            .unwrap();
+        assert_eq!(store.model_permissions(&p).await.unwrap(), Some(perms));
+        store.set_model_permissions(&p, None, &[]).await.unwrap();
+        assert_eq!(store.model_permissions(&p).await.unwrap(), None);
+
+        let limit = SpendLimit {
+            threshold_amount: 500,
+            currency: "USD".into(),
+            interval: "month".into(),
+        };
+        store.set_spend_limit(&p, Some(&limit), &[]).await.unwrap();
+        assert_eq!(store.spend_limit(&p).await.unwrap(), Some(limit));
+        store.set_spend_limit(&p, None, &[]).await.unwrap();
+        assert_eq!(store.spend_limit(&p).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn alerts_fire_once_per_period() {
+    on_both(|store| async move {
+        let p = project(&store).await;
+        let mut a = SpendAlert {
+            id: "alert_1".into(),
+            project_id: Some(p.to_string()),
+            threshold_amount: 100,
+            currency: "USD".into(),
+            interval: "month".into(),
+            recipients: vec!["ops@example.com".into()],
+            subject_prefix: None,
+            created_at: 1,
+        };
+        store.create_alert(&a, &[]).await.unwrap();
+        let org_alert = SpendAlert {
+            id: "alert_2".into(),
+            project_id: None,
+            ..a.clone()
+        };
+        store.create_alert(&org_alert, &[]).await.unwrap();
+        let page = PageRequest {
+            limit: Limit::parse(None).unwrap(),
+            after: None,
+        };
+        assert_eq!(
+            store.list_alerts(Some(&p), &page).await.unwrap().items,
+            vec![a.clone()]
+        );
+        assert_eq!(
+            store.list_alerts(None, &page).await.unwrap().items,
+            vec![org_alert.clone()]
+        );
+        a.threshold_amount = 200;
+        store.update_alert(&a, &[]).await.unwrap();
+        assert_eq!(store.alert("alert_1").await.unwrap(), Some(a.clone()));
+        assert_eq!(store.all_alerts().await.unwrap().len(), 2);
+
+        assert!(store.record_firing("alert_1", 1000, 5).await.unwrap());
+        assert!(!store.record_firing("alert_1", 1000, 6).await.unwrap());
+        assert!(store.record_firing("alert_1", 2000, 7).await.unwrap());
+
+        assert!(store.delete_alert("alert_1", 9, &[]).await.unwrap());
+        assert!(!store.delete_alert("alert_1", 9, &[]).await.unwrap());
+        assert_eq!(store.alert("alert_1").await.unwrap(), None);
+    })
+    .await;
+}
