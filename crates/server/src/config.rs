@@ -1,10 +1,12 @@
 //! One typed configuration, layered: defaults < `keyplane.toml` < `KEYPLANE_*` env < flags.
 //! (Flags and their env variables are read by clap in the CLI and passed in as [`Overrides`].)
 
+use keyplane_core::catalog::{self, ModelSpec};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://keyplane.db";
@@ -22,6 +24,62 @@ pub struct Config {
     pub org_name: String,
     pub owner_email: String,
     pub log_format: LogFormat,
+    /// Where the gateway forwards, tried in order; the last is the catch-all.
+    pub upstreams: Vec<Upstream>,
+    /// The model catalog: built-in models, overridden and extended by `[[models]]`.
+    pub models: Vec<ModelSpec>,
+    pub upstream_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// Largest request body the gateway forwards (uploads included).
+    pub gateway_max_body_bytes: usize,
+    pub alert_webhook_url: Option<String>,
+    pub alert_webhook_secret: Option<SecretString>,
+}
+
+/// An OpenAI-compatible provider the gateway forwards to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// Base URL including `/v1` (or the provider's equivalent).
+    pub url: String,
+    pub api_key: Option<SecretString>,
+    /// Model patterns routed here (`gpt-4o`, `llama-*`); empty means every model.
+    pub models: Vec<String>,
+}
+
+impl Upstream {
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self.models.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => p == model,
+            })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    name: String,
+    url: String,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    name: String,
+    requests_per_minute: Option<u64>,
+    tokens_per_minute: Option<u64>,
+    requests_per_day: Option<u64>,
+    images_per_minute: Option<u64>,
+    input_price: Option<f64>,
+    cached_input_price: Option<f64>,
+    output_price: Option<f64>,
+    image_price: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -44,6 +102,17 @@ struct FileConfig {
     org_name: Option<String>,
     owner_email: Option<String>,
     log_format: Option<LogFormat>,
+    upstream_url: Option<String>,
+    upstream_api_key_file: Option<PathBuf>,
+    upstream_timeout_secs: Option<u64>,
+    upstream_connect_timeout_secs: Option<u64>,
+    gateway_max_body_bytes: Option<usize>,
+    alert_webhook_url: Option<String>,
+    alert_webhook_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    upstreams: Vec<FileUpstream>,
+    #[serde(default)]
+    models: Vec<FileModel>,
 }
 
 /// Values from flags or their environment variables (highest precedence).
@@ -113,6 +182,8 @@ impl Config {
                 })?
             }
         };
+        let upstreams = upstreams(&file)?;
+        let models = models(&file.models)?;
         let listen_raw = overrides
             .listen
             .clone()
@@ -137,7 +208,25 @@ impl Config {
             }
             None => file.log_format.unwrap_or(LogFormat::Pretty),
         };
+        let mut alert_webhook_secret = secret_from_env("KEYPLANE_ALERT_WEBHOOK_SECRET")?;
+        if alert_webhook_secret.is_none() {
+            if let Some(path) = &file.alert_webhook_secret_file {
+                alert_webhook_secret = Some(read_secret_file("alert_webhook_secret_file", path)?);
+            }
+        }
         Ok(Config {
+            upstreams,
+            models,
+            upstream_timeout: Duration::from_secs(file.upstream_timeout_secs.unwrap_or(600)),
+            upstream_connect_timeout: Duration::from_secs(
+                file.upstream_connect_timeout_secs.unwrap_or(10),
+            ),
+            gateway_max_body_bytes: file.gateway_max_body_bytes.unwrap_or(64 * 1024 * 1024),
+            alert_webhook_url: std::env::var("KEYPLANE_ALERT_WEBHOOK_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or(file.alert_webhook_url.clone()),
+            alert_webhook_secret,
             listen,
             database_url: overrides
                 .database_url
@@ -161,6 +250,107 @@ impl Config {
             log_format,
         })
     }
+}
+
+pub const DEFAULT_UPSTREAM_URL: &str = "https://api.openai.com/v1";
+
+fn check_url(what: &str, url: &str) -> Result<String, ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{what} must be an http:// or https:// URL, not '{url}'"
+        )))
+    }
+}
+
+/// The `[[upstreams]]` of the file, then the default upstream (`KEYPLANE_UPSTREAM_URL`, key from
+/// `KEYPLANE_UPSTREAM_API_KEY[_FILE]`) as the catch-all.
+fn upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
+    let mut out = Vec::new();
+    for u in &file.upstreams {
+        let api_key = match (&u.api_key_env, &u.api_key_file) {
+            (Some(var), _) => secret_from_env(var)?,
+            (None, Some(path)) => Some(read_secret_file(
+                &format!("upstream {} api_key_file", u.name),
+                path,
+            )?),
+            (None, None) => None,
+        };
+        out.push(Upstream {
+            name: u.name.clone(),
+            url: check_url(&format!("upstream {} url", u.name), &u.url)?,
+            api_key,
+            models: u.models.clone(),
+        });
+    }
+    let url = std::env::var("KEYPLANE_UPSTREAM_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or(file.upstream_url.clone())
+        .unwrap_or_else(|| DEFAULT_UPSTREAM_URL.to_owned());
+    let mut api_key = secret_from_env("KEYPLANE_UPSTREAM_API_KEY")?;
+    if api_key.is_none() {
+        if let Some(path) = &file.upstream_api_key_file {
+            api_key = Some(read_secret_file("upstream_api_key_file", path)?);
+        }
+    }
+    out.push(Upstream {
+        name: "default".to_owned(),
+        url: check_url("KEYPLANE_UPSTREAM_URL", &url)?,
+        api_key,
+        models: Vec::new(),
+    });
+    Ok(out)
+}
+
+/// The built-in catalog with `[[models]]` applied (a known name overrides, a new one is added).
+fn models(file: &[FileModel]) -> Result<Vec<ModelSpec>, ConfigError> {
+    let mut models = catalog::built_in();
+    for m in file {
+        if m.name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "a [[models]] entry has an empty name".into(),
+            ));
+        }
+        let idx = match models.iter().position(|x| x.name == m.name) {
+            Some(i) => i,
+            None => {
+                models.push(catalog::fallback(&m.name));
+                models.len() - 1
+            }
+        };
+        let spec = &mut models[idx];
+        if let Some(v) = m.requests_per_minute {
+            spec.requests_per_minute = v;
+        }
+        if let Some(v) = m.tokens_per_minute {
+            spec.tokens_per_minute = v;
+        }
+        if m.requests_per_day.is_some() {
+            spec.requests_per_day = m.requests_per_day;
+        }
+        if m.images_per_minute.is_some() {
+            spec.images_per_minute = m.images_per_minute;
+        }
+        for (dst, src) in [
+            (&mut spec.input_price, m.input_price),
+            (&mut spec.cached_input_price, m.cached_input_price),
+            (&mut spec.output_price, m.output_price),
+            (&mut spec.image_price, m.image_price),
+        ] {
+            if let Some(v) = src {
+                if !(0.0..=1e6).contains(&v) {
+                    return Err(ConfigError::Invalid(format!(
+                        "model {}: invalid price {v}",
+                        m.name
+                    )));
+                }
+                *dst = v;
+            }
+        }
+    }
+    Ok(models)
 }
 
 #[cfg(test)]
@@ -203,6 +393,34 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("pepper-value-123"), "{shown}");
         assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
+    #[test]
+    fn upstreams_route_by_model_and_models_extend_the_catalog() {
+        let dir = std::env::temp_dir().join(format!("kp-config-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("up.toml");
+        std::fs::write(
+            &file,
+            "[[upstreams]]\nname = \"local\"\nurl = \"http://127.0.0.1:9/v1/\"\nmodels = [\"llama-*\"]\n\n\
+             [[models]]\nname = \"llama-3\"\nrequests_per_minute = 7\n\n\
+             [[models]]\nname = \"gpt-4o\"\ntokens_per_minute = 5\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(cfg.upstreams[0].url, "http://127.0.0.1:9/v1");
+        assert!(cfg.upstreams[0].serves("llama-3-70b"));
+        assert!(!cfg.upstreams[0].serves("gpt-4o"));
+        assert!(cfg.upstreams[1].serves("anything"));
+        let llama = cfg.models.iter().find(|m| m.name == "llama-3").unwrap();
+        assert_eq!(llama.requests_per_minute, 7);
+        let gpt = cfg.models.iter().find(|m| m.name == "gpt-4o").unwrap();
+        assert_eq!((gpt.tokens_per_minute, gpt.requests_per_minute), (5, 500));
     }
 
     #[test]

@@ -21,9 +21,24 @@ pub enum ApiError {
     /// 401: the key is valid but may not do this (wrong kind of key, missing scope).
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the project's policy forbids this (e.g. a model outside its allow list).
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 429 `rate_limit_exceeded`; `kind` is OpenAI's error type (`requests`, `tokens`).
+    #[error("{message}")]
+    RateLimited { message: String, kind: &'static str },
+    /// 429 `insufficient_quota`: the spend limit is reached.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// 502: the upstream provider failed; the message is safe to show.
+    #[error("{message}")]
+    BadGateway { message: String, code: &'static str },
+    /// 504: the upstream provider timed out.
+    #[error("{0}")]
+    GatewayTimeout(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -49,7 +64,13 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::InvalidApiKey(_) | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +99,36 @@ impl ApiError {
             ApiError::Unauthorized(m) | ApiError::NotFound(m) | ApiError::MethodNotAllowed(m) => {
                 (m.clone(), "invalid_request_error", None, None)
             }
+            ApiError::Forbidden { message, code } => (
+                message.clone(),
+                "invalid_request_error",
+                None,
+                Some((*code).to_owned()),
+            ),
+            ApiError::RateLimited { message, kind } => (
+                message.clone(),
+                *kind,
+                None,
+                Some("rate_limit_exceeded".to_owned()),
+            ),
+            ApiError::QuotaExceeded(m) => (
+                m.clone(),
+                "insufficient_quota",
+                None,
+                Some("insufficient_quota".to_owned()),
+            ),
+            ApiError::BadGateway { message, code } => (
+                message.clone(),
+                "server_error",
+                None,
+                Some((*code).to_owned()),
+            ),
+            ApiError::GatewayTimeout(m) => (
+                m.clone(),
+                "server_error",
+                None,
+                Some("upstream_timeout".to_owned()),
+            ),
             ApiError::PayloadTooLarge(m) => (
                 m.clone(),
                 "invalid_request_error",

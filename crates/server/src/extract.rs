@@ -150,6 +150,48 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     )
 }
 
+/// Every query pair, accepting both array styles: `name[]=a&name[]=b` and `name=a&name=b`,
+/// and nested `name[gt]=1`.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
+            .map(QueryParams)
+            .map_err(|e| ApiError::invalid(None, format!("Invalid query string: {e}")))
+    }
+}
+
+impl QueryParams {
+    /// The single value of `name` (the last one if repeated).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of the array parameter `name` (`name`, `name[]` or `name[0]`).
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| {
+                k == name
+                    || k.strip_prefix(name).is_some_and(|rest| {
+                        rest.starts_with('[')
+                            && rest.ends_with(']')
+                            && rest[1..rest.len() - 1].bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 /// Parses an integer query parameter, naming it in the error.
 pub fn int_param(name: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|v| {
@@ -197,6 +239,18 @@ mod tests {
             Some("name")
         );
         assert_eq!(field_of("nothing to see"), None);
+    }
+
+    #[test]
+    fn both_array_styles_are_read() {
+        let q = QueryParams(
+            serde_urlencoded::from_str("ids%5B%5D=a&ids%5B%5D=b&ids=c&ids%5Bgt%5D=x&one=1&one=2")
+                .unwrap(),
+        );
+        assert_eq!(q.all("ids"), vec!["a", "b", "c"]);
+        assert_eq!(q.get("ids[gt]"), Some("x"));
+        assert_eq!(q.get("one"), Some("2"));
+        assert!(q.all("none").is_empty());
     }
 
     #[test]

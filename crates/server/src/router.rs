@@ -17,7 +17,7 @@ pub fn build(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .nest("/v1/organization", crate::admin::router())
-        .fallback(not_found)
+        .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -51,6 +51,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    }
+}
+
+/// `/v1/*` outside the Admin API goes to the gateway; anything else is unknown.
+async fn fallback(state: State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    let gateway_route = path.starts_with("/v1/")
+        && !(path == "/v1/organization" || path.starts_with("/v1/organization/"));
+    if gateway_route {
+        crate::gateway::forward(state, req).await
+    } else {
+        not_found(req).await.into_response()
     }
 }
 

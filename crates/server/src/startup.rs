@@ -1,6 +1,10 @@
 //! Opening the database, first-run initialization, and the server's life cycle.
 
 use crate::config::Config;
+use crate::gateway::alerts::AlertEvaluator;
+use crate::gateway::metering::Meter;
+use crate::gateway::policy::Policies;
+use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
 use crate::state::AppState;
 use anyhow::Context;
@@ -135,23 +139,33 @@ pub async fn initialize(
     }
 }
 
-pub fn state(config: Arc<Config>, store: Store) -> AppState {
+pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
     let store = Arc::new(store);
     let verifier = Arc::new(KeyVerifier::new(
         hasher(&config),
         store.clone(),
         config.key_cache_capacity,
     ));
-    AppState {
+    let policies = Policies::new(store.clone(), Arc::new(config.models.clone()));
+    let meter = Arc::new(Meter::new(store.clone()));
+    let gateway = Arc::new(Gateway::new(&config, policies, meter)?);
+    Ok(AppState {
         config,
         orgs: store.clone(),
         projects: store.clone(),
         keys: store.clone(),
         service_accounts: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        policies: store.clone(),
+        usage: store.clone(),
+        alerts: store,
         verifier,
-    }
+        gateway,
+    })
 }
+
+/// How often spend alerts are evaluated.
+const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `keyplane serve`: open (and if empty, initialize) the database, then serve until
 /// SIGINT/SIGTERM, flushing pending `last_used_at` updates on the way out.
@@ -173,7 +187,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    let state = state(config.clone(), store.clone());
+    let state = state(config.clone(), store.clone())?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -195,6 +209,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         verifier.flush_use().await;
     });
 
+    #[allow(clippy::disallowed_methods)]
+    let meter_task = tokio::spawn(state.gateway.meter.clone().run(stop_tx.subscribe()));
+    let evaluator = AlertEvaluator {
+        alerts: state.alerts.clone(),
+        usage: state.usage.clone(),
+        webhook_url: config.alert_webhook_url.clone(),
+        webhook_secret: config.alert_webhook_secret.clone(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+    };
+    let mut alert_stop = stop_tx.subscribe();
+    #[allow(clippy::disallowed_methods)]
+    let alert_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ALERT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => evaluator.evaluate().await,
+                _ = alert_stop.changed() => break,
+            }
+        }
+    });
+
     let app = crate::router::build(state);
     axum::serve(
         listener,
@@ -205,6 +242,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: flushing pending writes");
     let _ = stop_tx.send(true);
     let _ = flusher.await;
+    let _ = meter_task.await;
+    let _ = alert_task.await;
     store.db().close().await;
     Ok(())
 }

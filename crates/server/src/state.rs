@@ -1,9 +1,14 @@
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
-use keyplane_core::ports::{AuditStore, KeyStore, OrgStore, ProjectStore, ServiceAccountStore};
+use keyplane_core::ports::{
+    AlertStore, AuditStore, KeyStore, OrgStore, PolicyStore, ProjectStore, ServiceAccountStore,
+    UsageStore,
+};
 use std::sync::Arc;
 
-/// What every handler may reach: configuration, the storage ports and the key verifier.
+/// What every handler may reach: configuration, the storage ports, the key verifier and the
+/// gateway's in-memory state.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -12,5 +17,9 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     pub service_accounts: Arc<dyn ServiceAccountStore>,
     pub audit: Arc<dyn AuditStore>,
+    pub policies: Arc<dyn PolicyStore>,
+    pub usage: Arc<dyn UsageStore>,
+    pub alerts: Arc<dyn AlertStore>,
     pub verifier: Arc<KeyVerifier>,
+    pub gateway: Arc<Gateway>,
 }

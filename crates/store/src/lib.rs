@@ -207,7 +207,11 @@ mod tests {
                 .join("\n")
         };
         for name in names("sqlite") {
-            assert_eq!(body("sqlite", &name), body("postgres", &name), "{name} differs");
+            assert_eq!(
+                body("sqlite", &name),
+                body("postgres", &name),
+                "{name} differs"
+            );
         }
     }
 }

@@ -2,9 +2,13 @@
 
 mod admin_keys;
 mod audit_logs;
+mod model_permissions;
 mod project_keys;
 mod projects;
+mod rate_limits;
 mod service_accounts;
+mod spend;
+mod usage;
 mod views;
 
 use crate::error::ApiError;
@@ -56,6 +60,45 @@ pub fn router() -> Router<AppState> {
             post(service_accounts::create_key),
         )
         .route("/audit_logs", get(audit_logs::list))
+        .route("/projects/{project_id}/rate_limits", get(rate_limits::list))
+        .route(
+            "/projects/{project_id}/rate_limits/{rate_limit_id}",
+            post(rate_limits::update),
+        )
+        .route(
+            "/projects/{project_id}/model_permissions",
+            get(model_permissions::retrieve)
+                .post(model_permissions::update)
+                .delete(model_permissions::delete),
+        )
+        .route(
+            "/projects/{project_id}/spend_limit",
+            get(spend::retrieve_limit)
+                .post(spend::set_limit)
+                .delete(spend::delete_limit),
+        )
+        .route(
+            "/projects/{project_id}/spend_alerts",
+            get(spend::project_list).post(spend::project_create),
+        )
+        .route(
+            "/projects/{project_id}/spend_alerts/{alert_id}",
+            get(spend::project_retrieve)
+                .post(spend::project_update)
+                .delete(spend::project_delete),
+        )
+        .route(
+            "/spend_alerts",
+            get(spend::org_list).post(spend::org_create),
+        )
+        .route(
+            "/spend_alerts/{alert_id}",
+            get(spend::org_retrieve)
+                .post(spend::org_update)
+                .delete(spend::org_delete),
+        )
+        .route("/usage/{family}", get(usage::usage))
+        .route("/costs", get(usage::costs))
 }
 
 /// The paging parameters shared by every list.

@@ -23,6 +23,8 @@ impl TestApp {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        // An upstream that refuses connections: the data plane answers 502.
+        std::env::set_var("KEYPLANE_UPSTREAM_URL", "http://127.0.0.1:9/v1");
         let config = Config::load(&Overrides {
             database_url: Some(format!("sqlite://{}", dir.join("kp.db").display())),
             ..Overrides::default()
@@ -33,7 +35,7 @@ impl TestApp {
         let key = keyplane_server::startup::initialize(&store, &config, &hasher)
             .await
             .unwrap();
-        let state = keyplane_server::startup::state(Arc::new(config), store);
+        let state = keyplane_server::startup::state(Arc::new(config), store).unwrap();
         TestApp {
             router: keyplane_server::router::build(state),
             admin_key: key.expose().to_owned(),

@@ -437,3 +437,31 @@ async fn a_failed_transaction_writes_no_audit_event() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn audit_log_is_newest_first_by_time_even_when_written_out_of_order() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let mut late = event("api_key.created");
+        late.effective_at = 2_000_000_000;
+        let mut early = event("api_key.deleted");
+        early.effective_at = 1_999_999_999;
+        // The later event is written first.
+        let k = new_key(
+            KeyKind::Project,
+            Some(p.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        store.insert_key(&k, &[late.clone()]).await.unwrap();
+        store.delete_key(&k.id, 3, &[early.clone()]).await.unwrap();
+        let first = store.list_audit_events(&page(1, None)).await.unwrap();
+        assert_eq!(first.items[0].id, late.id);
+        let second = store
+            .list_audit_events(&page(1, Some(late.id.clone())))
+            .await
+            .unwrap();
+        assert_eq!(second.items[0].id, early.id);
+    })
+    .await;
+}

@@ -1,0 +1,152 @@
+//! Usage metering off the request path: requests send a [`UsageRow`] down a channel; one task
+//! merges rows per minute, project, key and model and writes them in a batch every second (and
+//! once more at shutdown). Rows that cannot be written stay buffered and are retried.
+//! The meter also keeps each project's month-to-date spend in memory for spend limits.
+
+use keyplane_core::ports::UsageStore;
+use keyplane_core::usage::UsageRow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+type RowKey = (i64, String, String, String, String);
+
+/// Month-to-date spend per project, in micro-USD.
+#[derive(Default)]
+struct Spend {
+    month_start: i64,
+    loaded: HashMap<String, (i64, std::time::Instant)>,
+}
+
+pub struct Meter {
+    tx: mpsc::UnboundedSender<UsageRow>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<UsageRow>>>,
+    store: Arc<dyn UsageStore>,
+    spend: Mutex<Spend>,
+}
+
+/// How long a loaded month-to-date figure is trusted before it is re-read from the database.
+const SPEND_REFRESH: Duration = Duration::from_secs(30);
+/// Rows kept in memory while the database cannot take them.
+const MAX_BUFFERED_ROWS: usize = 1_000_000;
+
+impl Meter {
+    pub fn new(store: Arc<dyn UsageStore>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            store,
+            spend: Mutex::new(Spend::default()),
+        }
+    }
+
+    /// Records one request's usage (a channel send) and adds its cost to the project's spend.
+    pub fn record(&self, row: UsageRow) {
+        if row.cost_micro_usd != 0 {
+            if let Ok(mut spend) = self.spend.lock() {
+                if let Some((micro, _)) = spend.loaded.get_mut(&row.project_id) {
+                    *micro += row.cost_micro_usd;
+                }
+            }
+        }
+        let _ = self.tx.send(row);
+    }
+
+    /// The project's spend since `month_start` (micro-USD), from memory when fresh.
+    pub async fn month_spend(&self, project: &str, month_start: i64) -> Option<i64> {
+        if let Ok(spend) = self.spend.lock() {
+            if spend.month_start == month_start {
+                if let Some((micro, at)) = spend.loaded.get(project) {
+                    if at.elapsed() < SPEND_REFRESH {
+                        return Some(*micro);
+                    }
+                }
+            }
+        }
+        let pid = keyplane_core::ids::ProjectId::from_trusted(project.to_owned());
+        let micro = self.store.cost_since(Some(&pid), month_start).await.ok()?;
+        if let Ok(mut spend) = self.spend.lock() {
+            if spend.month_start != month_start {
+                spend.month_start = month_start;
+                spend.loaded.clear();
+            }
+            spend
+                .loaded
+                .insert(project.to_owned(), (micro, std::time::Instant::now()));
+        }
+        Some(micro)
+    }
+
+    /// The flush loop: runs until `stop` fires and the channel is drained.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let mut pending: HashMap<RowKey, UsageRow> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(row) = rx.recv() => merge(&mut pending, row),
+                _ = tick.tick() => self.flush(&mut pending).await,
+                _ = stop.changed() => break,
+            }
+        }
+        // Shutdown: take what is already queued, then write it all.
+        while let Ok(row) = rx.try_recv() {
+            merge(&mut pending, row);
+        }
+        for _ in 0..3 {
+            self.flush(&mut pending).await;
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !pending.is_empty() {
+            tracing::error!(
+                rows = pending.len(),
+                "usage rows could not be written at shutdown"
+            );
+        }
+    }
+
+    async fn flush(&self, pending: &mut HashMap<RowKey, UsageRow>) {
+        if pending.is_empty() {
+            return;
+        }
+        let rows: Vec<UsageRow> = pending.values().cloned().collect();
+        match self.store.add_usage(&rows).await {
+            Ok(()) => pending.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
+                if pending.len() > MAX_BUFFERED_ROWS {
+                    tracing::error!(
+                        rows = pending.len(),
+                        "usage buffer full; dropping the oldest minute"
+                    );
+                    if let Some(oldest) = pending.keys().map(|k| k.0).min() {
+                        pending.retain(|k, _| k.0 != oldest);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn merge(pending: &mut HashMap<RowKey, UsageRow>, row: UsageRow) {
+    let key = (
+        row.minute,
+        row.family.clone(),
+        row.project_id.clone(),
+        row.api_key_id.clone(),
+        row.model.clone(),
+    );
+    match pending.get_mut(&key) {
+        Some(existing) => existing.absorb(&row),
+        None => {
+            pending.insert(key, row);
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The data plane: every `/v1/*` request outside `/v1/organization` is authenticated (by the
+//! auth layer), checked against the key's scopes, the project's model permissions, spend limit
+//! and rate limits, forwarded to an upstream with the organization's credential, and metered.
+
+pub mod alerts;
+pub mod limiter;
+pub mod metering;
+pub mod policy;
+pub mod usage;
+
+use crate::auth::Caller;
+use crate::config::{Config, Upstream};
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use keyplane_core::catalog::{self, ModelSpec};
+use keyplane_core::endpoints::{self, Endpoint};
+use keyplane_core::ids::ProjectId;
+use keyplane_core::model::{ApiKey, KeyOwnerId};
+use keyplane_core::policy::EffectiveLimits;
+use keyplane_core::ratelimit::{format_reset, retry_after_secs};
+use keyplane_core::usage::UsageRow;
+use limiter::{Decision, Limiter};
+use metering::Meter;
+use policy::Policies;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use usage::{SseObserver, Usage};
+
+use crate::state::AppState;
+
+/// The gateway's shared parts.
+pub struct Gateway {
+    client: reqwest::Client,
+    upstreams: Arc<Vec<Upstream>>,
+    pub limiter: Limiter,
+    pub policies: Policies,
+    pub meter: Arc<Meter>,
+    max_body: usize,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, policies: Policies, meter: Arc<Meter>) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.upstream_connect_timeout)
+            .read_timeout(config.upstream_timeout)
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            upstreams: Arc::new(config.upstreams.clone()),
+            limiter: Limiter::new(),
+            policies,
+            meter,
+            max_body: config.gateway_max_body_bytes,
+        })
+    }
+
+    fn upstream_for(&self, model: Option<&str>) -> Option<&Upstream> {
+        match model {
+            Some(m) => self.upstreams.iter().find(|u| u.serves(m)),
+            None => self.upstreams.last(),
+        }
+    }
+}
+
+/// What the gateway learned from a JSON request body.
+#[derive(Debug, Default)]
+struct RequestFacts {
+    model: Option<String>,
+    stream: bool,
+    /// The client asked for the usage chunk itself.
+    client_wants_usage: bool,
+    max_output: u64,
+    images: u64,
+}
+
+fn facts(body: &Value, endpoint: &Endpoint) -> RequestFacts {
+    let u = |k: &str| body.get(k).and_then(Value::as_u64);
+    RequestFacts {
+        model: body.get("model").and_then(Value::as_str).map(str::to_owned),
+        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        client_wants_usage: body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        max_output: u("max_completion_tokens")
+            .or_else(|| u("max_tokens"))
+            .or_else(|| u("max_output_tokens"))
+            .unwrap_or(0),
+        images: if endpoint.family == endpoints::UsageFamily::Images {
+            u("n").unwrap_or(1)
+        } else {
+            0
+        },
+    }
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Client headers that must not reach the provider.
+fn forwardable_request_header(name: &str) -> bool {
+    !(HOP_BY_HOP.contains(&name)
+        || name == "authorization"
+        || name == "openai-organization"
+        || name == "openai-project"
+        || name == "accept-encoding"
+        || name == "cookie"
+        || name.starts_with("x-keyplane-"))
+}
+
+/// Provider headers that must not reach the client.
+fn forwardable_response_header(name: &str) -> bool {
+    !(HOP_BY_HOP.contains(&name)
+        || name.starts_with("x-ratelimit-")
+        || name == "openai-organization"
+        || name == "openai-project"
+        || name == "set-cookie")
+}
+
+fn missing_scope(key: &ApiKey, scope: &str) -> ApiError {
+    let held = match key.permissions.to_list() {
+        None => "all".to_owned(),
+        Some(list) if list.is_empty() => "none".to_owned(),
+        Some(list) => list.join(", "),
+    };
+    ApiError::Unauthorized(format!(
+        "You have insufficient permissions for this operation. Missing scopes: {scope}. This key \
+         has: {held}. Ask a project owner for a key with the scope, or use a key with All permissions."
+    ))
+}
+
+/// The `/v1/*` fallback handler.
+pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
+    match forward_inner(&state, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let gw = &state.gateway;
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("gateway reached without a caller".into()))?;
+    let key = caller.key.clone();
+    let project_id = key
+        .project_id
+        .clone()
+        .ok_or_else(|| ApiError::Internal("project key without a project".into()))?;
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/v1")
+        .unwrap_or(parts.uri.path())
+        .to_owned();
+    let endpoint = endpoints::classify(parts.method.as_str(), &path);
+    if !key.permissions.allows(endpoint.scope) {
+        return Err(missing_scope(&key, endpoint.scope));
+    }
+
+    let body = axum::body::to_bytes(body, gw.max_body)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let mut json: Option<Value> = None;
+    if is_json && !body.is_empty() {
+        json = Some(serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(
+                None,
+                format!("We could not parse the JSON body of your request: {e}"),
+            )
+        })?);
+    }
+    let facts = json
+        .as_ref()
+        .map(|j| facts(j, &endpoint))
+        .unwrap_or_default();
+
+    let policy = gw.policies.get(&project_id).await?;
+    let spec: Option<ModelSpec> = facts.model.as_deref().map(|m| gw.policies.spec(m));
+    if let (Some(model), Some(perms)) = (facts.model.as_deref(), &policy.permissions) {
+        if !perms.allows(model) {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "Project {project_id} does not have access to model `{}` ({}).",
+                    crate::error::shown(model),
+                    perms.mode.as_str().replace('_', " ")
+                ),
+                code: "model_not_allowed",
+            });
+        }
+    }
+    if let Some(limit) = &policy.spend_limit {
+        let month = keyplane_core::policy::month_start(keyplane_core::time::now());
+        if let Some(spent) = gw.meter.month_spend(project_id.as_str(), month).await {
+            if spent >= limit.threshold_amount.saturating_mul(10_000) {
+                return Err(ApiError::QuotaExceeded(format!(
+                    "You exceeded your current quota: project {project_id} has reached its spend \
+                     limit of ${:.2} for this month. Raise or remove the limit at \
+                     /v1/organization/projects/{project_id}/spend_limit.",
+                    limit.threshold_amount as f64 / 100.0
+                )));
+            }
+        }
+    }
+
+    // Rate limits apply per model; reserve prompt (≈ bytes / 4) plus the output cap.
+    let reserved = (body.len() as u64) / 4 + facts.max_output;
+    let mut limits: Option<EffectiveLimits> = None;
+    let mut decision: Option<Decision> = None;
+    if let Some(spec) = &spec {
+        let l = gw.policies.limits(&policy, spec);
+        let d = gw
+            .limiter
+            .admit(project_id.as_str(), &l, reserved, facts.images);
+        if let Some((kind, adm, requested)) = d.refused {
+            let (what, kind_str) = kind.describe();
+            let mut resp = ApiError::RateLimited {
+                message: format!(
+                    "Rate limit reached for {} in project {project_id} on {what}: Limit {}, \
+                     Remaining {}, Requested {requested}. Please try again in {}.",
+                    spec.name,
+                    adm.limit,
+                    adm.remaining,
+                    format_reset(adm.retry_after)
+                ),
+                kind: kind_str,
+            }
+            .into_response();
+            rate_headers(resp.headers_mut(), &d);
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs(adm.retry_after).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(resp);
+        }
+        limits = Some(l);
+        decision = Some(d);
+    }
+
+    // Ask for usage on streams so they are never metered as zero.
+    let strip_usage = facts.stream
+        && !facts.client_wants_usage
+        && endpoint.family == endpoints::UsageFamily::Completions
+        && !path.starts_with("/responses");
+    let outgoing: Bytes = match (&mut json, strip_usage) {
+        (Some(Value::Object(obj)), true) => {
+            let opts = obj
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+            Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+        }
+        _ => body,
+    };
+
+    let upstream = gw
+        .upstream_for(facts.model.as_deref())
+        .ok_or_else(|| ApiError::Internal("no upstream configured".into()))?;
+    let mut url = format!("{}{}", upstream.url, path);
+    if let Some(q) = parts.uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut builder = gw.client.request(parts.method.clone(), &url);
+    for (name, value) in parts.headers.iter() {
+        if forwardable_request_header(name.as_str()) {
+            builder = builder.header(name, value);
+        }
+    }
+    if let Some(k) = &upstream.api_key {
+        builder = builder.bearer_auth(k.expose_secret());
+    }
+    let upstream_resp = builder
+        .body(outgoing)
+        .send()
+        .await
+        .map_err(|e| upstream_error(&e, upstream))?;
+
+    let ctx = MeterCtx {
+        meter: gw.meter.clone(),
+        project_id: project_id.clone(),
+        key: key.clone(),
+        family: endpoint.family,
+        model: facts.model.clone().unwrap_or_default(),
+        spec,
+        limits,
+        state: state.clone(),
+        reserved,
+        images: facts.images,
+    };
+    let status = upstream_resp.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        ctx.finish(None, false);
+        tracing::error!(upstream = %upstream.name, status = status.as_u16(), "upstream rejected Keyplane's credential");
+        return Err(ApiError::BadGateway {
+            message: format!(
+                "The upstream provider '{}' rejected the organization's credential ({}). An \
+                 administrator must fix the upstream API key.",
+                upstream.name,
+                status.as_u16()
+            ),
+            code: "upstream_auth_failed",
+        });
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in upstream_resp.headers() {
+        if forwardable_response_header(name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(d) = &decision {
+        rate_headers(&mut headers, d);
+    }
+    let is_sse = upstream_resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let upstream_json = upstream_resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+
+    if is_sse {
+        let stream = MeteredStream {
+            inner: Box::pin(upstream_resp.bytes_stream()),
+            observer: SseObserver::new(strip_usage),
+            ctx: Some(ctx),
+            ok: status.is_success(),
+            done: false,
+        };
+        let mut resp = Response::new(Body::from_stream(stream));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        return Ok(resp);
+    }
+    if upstream_json {
+        let bytes = upstream_resp
+            .bytes()
+            .await
+            .map_err(|e| upstream_error(&e, upstream))?;
+        let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+            let mut u = usage::from_body(&v);
+            if ctx.images > 0 {
+                u.get_or_insert_with(Usage::default);
+            }
+            u
+        });
+        ctx.finish(usage, status.is_success());
+        let mut resp = Response::new(Body::from(bytes));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        return Ok(resp);
+    }
+    // Anything else (audio, file contents): stream through, metered as a request.
+    ctx.finish(None, status.is_success());
+    let mut resp = Response::new(Body::from_stream(upstream_resp.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+fn upstream_error(e: &reqwest::Error, upstream: &Upstream) -> ApiError {
+    if e.is_timeout() {
+        ApiError::GatewayTimeout(format!(
+            "The upstream provider '{}' did not answer in time.",
+            upstream.name
+        ))
+    } else {
+        tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
+        ApiError::BadGateway {
+            message: format!(
+                "The upstream provider '{}' could not be reached. Please retry shortly.",
+                upstream.name
+            ),
+            code: "upstream_unreachable",
+        }
+    }
+}
+
+fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-ratelimit-limit-requests", d.requests.limit.to_string());
+    set(
+        "x-ratelimit-remaining-requests",
+        d.requests.remaining.to_string(),
+    );
+    set("x-ratelimit-reset-requests", format_reset(d.requests.reset));
+    set("x-ratelimit-limit-tokens", d.tokens.limit.to_string());
+    set(
+        "x-ratelimit-remaining-tokens",
+        d.tokens.remaining.to_string(),
+    );
+    set("x-ratelimit-reset-tokens", format_reset(d.tokens.reset));
+}
+
+/// Everything needed to settle the rate limiter and meter a request once its usage is known.
+struct MeterCtx {
+    meter: Arc<Meter>,
+    project_id: ProjectId,
+    key: Arc<ApiKey>,
+    family: endpoints::UsageFamily,
+    model: String,
+    spec: Option<ModelSpec>,
+    limits: Option<EffectiveLimits>,
+    state: AppState,
+    reserved: u64,
+    images: u64,
+}
+
+impl MeterCtx {
+    fn finish(self, usage: Option<Usage>, success: bool) {
+        let used = usage.map(|u| u.input + u.output).unwrap_or(0);
+        if let Some(l) = &self.limits {
+            self.state.gateway.limiter.settle(
+                self.project_id.as_str(),
+                l,
+                used as i64 - self.reserved as i64,
+            );
+        }
+        if !success {
+            return;
+        }
+        let u = usage.unwrap_or_default();
+        let cost = self
+            .spec
+            .as_ref()
+            .map(|s| catalog::cost_usd(s, u.input, u.cached, u.output, self.images))
+            .unwrap_or(0.0);
+        let now = keyplane_core::time::now();
+        let (user_id, service_account_id) = match &self.key.owner.id {
+            KeyOwnerId::User(u) => (Some(u.to_string()), None),
+            KeyOwnerId::ServiceAccount(s) => (None, Some(s.to_string())),
+        };
+        self.meter.record(UsageRow {
+            minute: now - now.rem_euclid(60),
+            family: self.family.as_str().to_owned(),
+            project_id: self.project_id.to_string(),
+            api_key_id: self.key.id.to_string(),
+            user_id,
+            service_account_id,
+            model: self.model,
+            requests: 1,
+            input_tokens: u.input as i64,
+            output_tokens: u.output as i64,
+            cached_tokens: u.cached as i64,
+            images: self.images as i64,
+            cost_micro_usd: (cost * 1e6).round() as i64,
+        });
+    }
+}
+
+/// An SSE body passed through event by event; meters on completion or client disconnect.
+struct MeteredStream {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    observer: SseObserver,
+    ctx: Option<MeterCtx>,
+    ok: bool,
+    done: bool,
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = self.observer.feed(&chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    self.settle();
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    let rest = self.observer.finish();
+                    self.settle();
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(Ok(rest)));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+impl MeteredStream {
+    fn settle(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            ctx.finish(self.observer.usage, self.ok);
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    /// A client that disconnects mid-stream drops the body: the upstream request is cancelled
+    /// with it, and what was seen so far is metered.
+    fn drop(&mut self) {
+        self.settle();
+    }
+}

@@ -1,0 +1,78 @@
+//! Per-project policies for the hot path, cached in memory and invalidated synchronously by the
+//! Admin API handlers that change them.
+
+use keyplane_core::catalog::{self, ModelSpec};
+use keyplane_core::ids::ProjectId;
+use keyplane_core::policy::{EffectiveLimits, ModelPermissions, RateLimitOverride, SpendLimit};
+use keyplane_core::ports::{PolicyStore, StoreError};
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct ProjectPolicy {
+    pub overrides: HashMap<String, RateLimitOverride>,
+    pub permissions: Option<ModelPermissions>,
+    pub spend_limit: Option<SpendLimit>,
+}
+
+pub struct Policies {
+    store: Arc<dyn PolicyStore>,
+    models: Arc<Vec<ModelSpec>>,
+    cache: Cache<ProjectId, Arc<ProjectPolicy>>,
+    generation: AtomicU64,
+}
+
+impl Policies {
+    pub fn new(store: Arc<dyn PolicyStore>, models: Arc<Vec<ModelSpec>>) -> Self {
+        Self {
+            store,
+            models,
+            cache: Cache::new(100_000),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn models(&self) -> &[ModelSpec] {
+        &self.models
+    }
+
+    pub async fn get(&self, project: &ProjectId) -> Result<Arc<ProjectPolicy>, StoreError> {
+        if let Some(p) = self.cache.get(project) {
+            return Ok(p);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let policy = Arc::new(ProjectPolicy {
+            overrides: self
+                .store
+                .rate_limit_overrides(project)
+                .await?
+                .into_iter()
+                .map(|o| (o.model.clone(), o))
+                .collect(),
+            permissions: self.store.model_permissions(project).await?,
+            spend_limit: self.store.spend_limit(project).await?,
+        });
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.cache.insert(project.clone(), policy.clone());
+        }
+        Ok(policy)
+    }
+
+    pub fn invalidate(&self, project: &ProjectId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate(project);
+    }
+
+    /// The catalog entry governing `model` (a dated snapshot shares its family's entry).
+    pub fn spec(&self, model: &str) -> ModelSpec {
+        catalog::lookup(&self.models, model)
+            .cloned()
+            .unwrap_or_else(|| catalog::fallback(model))
+    }
+
+    pub fn limits(&self, policy: &ProjectPolicy, spec: &ModelSpec) -> EffectiveLimits {
+        EffectiveLimits::new(spec, policy.overrides.get(&spec.name))
+    }
+}

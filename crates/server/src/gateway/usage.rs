@@ -1,0 +1,214 @@
+//! Reading `usage` out of provider responses, whole or streamed (SSE).
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+/// Token counts of one request as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+}
+
+fn num(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(next) => cur = next,
+            None => return 0,
+        }
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+/// Chat/completions/embeddings (`prompt_tokens`…) and Responses (`input_tokens`…) shapes.
+pub fn from_usage_object(u: &Value) -> Option<Usage> {
+    if !u.is_object() {
+        return None;
+    }
+    if u.get("input_tokens").is_some() {
+        return Some(Usage {
+            input: num(u, &["input_tokens"]),
+            output: num(u, &["output_tokens"]),
+            cached: num(u, &["input_tokens_details", "cached_tokens"]),
+        });
+    }
+    Some(Usage {
+        input: num(u, &["prompt_tokens"]),
+        output: num(u, &["completion_tokens"]),
+        cached: num(u, &["prompt_tokens_details", "cached_tokens"]),
+    })
+}
+
+/// `usage` of a whole JSON response (top-level, or `response.usage`).
+pub fn from_body(body: &Value) -> Option<Usage> {
+    body.get("usage").and_then(from_usage_object).or_else(|| {
+        body.get("response")?
+            .get("usage")
+            .and_then(from_usage_object)
+    })
+}
+
+/// Splits an SSE byte stream into events, notes the usage they carry, and drops the usage-only
+/// chunk Keyplane asked for on the client's behalf. Events pass through as soon as complete.
+pub struct SseObserver {
+    buf: BytesMut,
+    strip_usage_chunk: bool,
+    pub usage: Option<Usage>,
+}
+
+impl SseObserver {
+    pub fn new(strip_usage_chunk: bool) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            strip_usage_chunk,
+            usage: None,
+        }
+    }
+
+    /// Takes the next piece of the upstream stream; returns what to send the client now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        self.buf.extend_from_slice(chunk);
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(&self.buf) {
+            let event = self.buf.split_to(end);
+            if self.keep(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// The end of the stream: whatever is left (an unterminated last event).
+    pub fn finish(&mut self) -> Bytes {
+        let rest = self.buf.split();
+        if !rest.is_empty() && self.keep(&rest) {
+            rest.freeze()
+        } else {
+            Bytes::new()
+        }
+    }
+
+    fn keep(&mut self, event: &[u8]) -> bool {
+        // Cheap test first: most chunks carry no usage at all.
+        if !contains(event, b"\"usage\"") {
+            return true;
+        }
+        let Some(data) = data_of(event) else {
+            return true;
+        };
+        let Ok(json) = serde_json::from_slice::<Value>(&data) else {
+            return true;
+        };
+        if let Some(u) = from_body(&json) {
+            self.usage = Some(u);
+            let usage_only = json
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.is_empty());
+            if self.strip_usage_chunk && usage_only {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Index just past the first blank line (`\n\n` or `\r\n\r\n`).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The concatenated `data:` lines of one event.
+fn data_of(event: &[u8]) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    for line in event.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(rest);
+        }
+    }
+    (!data.is_empty()).then_some(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
+    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    #[test]
+    fn usage_chunk_is_read_and_stripped_across_chunk_boundaries() {
+        let all = format!("{CHUNK}{USAGE}{DONE}");
+        let mut o = SseObserver::new(true);
+        let mut out = Vec::new();
+        for piece in all.as_bytes().chunks(7) {
+            out.extend_from_slice(&o.feed(piece));
+        }
+        out.extend_from_slice(&o.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{CHUNK}{DONE}"));
+        assert_eq!(
+            o.usage,
+            Some(Usage {
+                input: 3,
+                output: 2,
+                cached: 1
+            })
+        );
+    }
+
+    #[test]
+    fn usage_chunk_passes_when_the_client_asked_for_it() {
+        let all = format!("{CHUNK}{USAGE}{DONE}");
+        let mut o = SseObserver::new(false);
+        let out = o.feed(all.as_bytes());
+        assert_eq!(out, all.as_bytes());
+        assert_eq!(o.usage.map(|u| u.input), Some(3));
+    }
+
+    #[test]
+    fn responses_api_usage_is_found_in_response_completed() {
+        let ev = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":7,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n";
+        let mut o = SseObserver::new(true);
+        assert_eq!(o.feed(ev.as_bytes()), ev.as_bytes());
+        assert_eq!(
+            o.usage,
+            Some(Usage {
+                input: 5,
+                output: 7,
+                cached: 0
+            })
+        );
+    }
+
+    #[test]
+    fn whole_bodies() {
+        let v: Value =
+            serde_json::from_str(r#"{"usage":{"prompt_tokens":4,"total_tokens":4}}"#).unwrap();
+        assert_eq!(
+            from_body(&v),
+            Some(Usage {
+                input: 4,
+                output: 0,
+                cached: 0
+            })
+        );
+        assert_eq!(from_body(&Value::Null), None);
+    }
+}
