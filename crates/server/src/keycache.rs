@@ -20,7 +20,13 @@ pub struct KeyVerifier {
     generation: AtomicU64,
     /// `last_used_at` updates waiting for the background flush.
     pending_use: Mutex<HashMap<KeyId, UnixSeconds>>,
+    /// When each key's `last_used_at` was last queued: a busy key is written at most once per
+    /// [`LAST_USED_PRECISION`] (Unkey-style), not once per request.
+    last_noted: Cache<KeyId, UnixSeconds>,
 }
+
+/// Precision of `last_used_at`, in seconds.
+pub const LAST_USED_PRECISION: UnixSeconds = 60;
 
 impl KeyVerifier {
     pub fn new(hasher: KeyHasher, store: Arc<dyn KeyStore>, capacity: u64) -> Self {
@@ -33,6 +39,7 @@ impl KeyVerifier {
                 .build(),
             generation: AtomicU64::new(0),
             pending_use: Mutex::new(HashMap::new()),
+            last_noted: Cache::new(capacity),
         }
     }
 
@@ -88,6 +95,14 @@ impl KeyVerifier {
     }
 
     fn note_use(&self, id: &KeyId, now: UnixSeconds) {
+        if self
+            .last_noted
+            .get(id)
+            .is_some_and(|at| now - at < LAST_USED_PRECISION)
+        {
+            return;
+        }
+        self.last_noted.insert(id.clone(), now);
         if let Ok(mut pending) = self.pending_use.lock() {
             pending.insert(id.clone(), now);
         }

@@ -8,6 +8,7 @@ use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
 use crate::state::AppState;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use keyplane_core::ids::{OrgId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind, PlaintextKey};
 use keyplane_core::model::{AuditEvent, KeyOwnerId, NewApiKey, OrgRole, Organization, User};
@@ -192,6 +193,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    // Without TCP_NODELAY, small SSE chunks wait for delayed ACKs (~40 ms each).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
 
     let verifier = state.verifier.clone();

@@ -210,18 +210,27 @@ impl KeyStore for Store {
         if used.is_empty() {
             return Ok(());
         }
+        // One statement per timestamp and chunk of ids, not one per key.
+        let mut by_time: std::collections::BTreeMap<UnixSeconds, Vec<&str>> = Default::default();
+        for (id, at) in used {
+            by_time.entry(*at).or_default().push(id.as_str());
+        }
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
-            for (id, at) in used {
-                sqlx::query(
-                    "UPDATE api_keys SET last_used_at = $2 \
-                     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-                )
-                .bind(id.as_str())
-                .bind(*at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            for (at, ids) in &by_time {
+                for chunk in ids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::new("UPDATE api_keys SET last_used_at = ");
+                    q.push_bind(*at);
+                    q.push(" WHERE (last_used_at IS NULL OR last_used_at < ");
+                    q.push_bind(*at);
+                    q.push(") AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await.map_err(db_err)?;
+                }
             }
             tx.commit().await.map_err(db_err)
         })

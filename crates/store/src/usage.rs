@@ -42,37 +42,50 @@ impl UsageStore for Store {
         if rows.is_empty() {
             return Ok(());
         }
+        // One row per conflict key: PostgreSQL refuses to update a row twice in one statement.
+        let mut merged: std::collections::BTreeMap<(i64, &str, &str, &str, &str), UsageRow> =
+            Default::default();
+        for r in rows {
+            merged
+                .entry((r.minute, &r.family, &r.project_id, &r.api_key_id, &r.model))
+                .and_modify(|m| m.absorb(r))
+                .or_insert_with(|| r.clone());
+        }
+        let rows: Vec<UsageRow> = merged.into_values().collect();
+        // Multi-row upserts: one statement per 500 rows (13 binds each, under SQLite's limit).
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
-            for r in rows {
-                sqlx::query(
+            for chunk in rows.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO usage_minutes (minute, family, project_id, api_key_id, user_id, \
                      service_account_id, model, requests, input_tokens, output_tokens, cached_tokens, \
-                     images, cost_micro_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (minute, family, project_id, api_key_id, model) DO UPDATE SET \
+                     images, cost_micro_usd) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.minute)
+                        .push_bind(&r.family)
+                        .push_bind(&r.project_id)
+                        .push_bind(&r.api_key_id)
+                        .push_bind(&r.user_id)
+                        .push_bind(&r.service_account_id)
+                        .push_bind(&r.model)
+                        .push_bind(r.requests)
+                        .push_bind(r.input_tokens)
+                        .push_bind(r.output_tokens)
+                        .push_bind(r.cached_tokens)
+                        .push_bind(r.images)
+                        .push_bind(r.cost_micro_usd);
+                });
+                q.push(
+                    " ON CONFLICT (minute, family, project_id, api_key_id, model) DO UPDATE SET \
                      requests = usage_minutes.requests + excluded.requests, \
                      input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
                      output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
                      cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
                      images = usage_minutes.images + excluded.images, \
                      cost_micro_usd = usage_minutes.cost_micro_usd + excluded.cost_micro_usd",
-                )
-                .bind(r.minute)
-                .bind(&r.family)
-                .bind(&r.project_id)
-                .bind(&r.api_key_id)
-                .bind(&r.user_id)
-                .bind(&r.service_account_id)
-                .bind(&r.model)
-                .bind(r.requests)
-                .bind(r.input_tokens)
-                .bind(r.output_tokens)
-                .bind(r.cached_tokens)
-                .bind(r.images)
-                .bind(r.cost_micro_usd)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                );
+                q.build().execute(&mut *tx).await.map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)
         })

@@ -83,8 +83,10 @@ async fn usage_upserts_add_up_and_bucket() {
             .await
             .unwrap();
         store
+            // The same conflict key twice in one batch is merged, not refused.
             .add_usage(&[
-                row(60, &p, "key_a", "gpt-4o", 2, 5),
+                row(60, &p, "key_a", "gpt-4o", 1, 2),
+                row(60, &p, "key_a", "gpt-4o", 1, 3),
                 row(120, &p, "key_b", "gpt-4o", 1, 1),
             ])
             .await

@@ -1,0 +1,425 @@
+//! Gateway benchmark (not a test): added latency and throughput of `keyplane serve` in front of
+//! `keyplane-mock-upstream`, against the mock called directly and nginx as a plain proxy.
+//!
+//! ```sh
+//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --example bench_gateway
+//! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64]
+//! ```
+//! Needs `nginx` on PATH (`apt-get install nginx`). Seeds 10,000 keys over 100 projects with
+//! limits high enough never to refuse (every check still runs), then for each target runs
+//! open-loop fixed-rate phases and a closed-loop max-throughput phase, non-streaming and
+//! streaming. Latency is measured from the moment each request is sent.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+use keyplane_core::ids::{OrgId, ProjectId, UserId};
+use keyplane_core::keys::{KeyHasher, KeyKind};
+use keyplane_core::model::{KeyOwnerId, NewApiKey, OrgRole, Organization, Project, User};
+use keyplane_core::policy::RateLimitOverride;
+use keyplane_core::ports::{KeyStore, OrgStore, PolicyStore, ProjectStore};
+use keyplane_core::scopes::Permissions;
+use keyplane_store::{Db, PoolSettings, Store};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROJECTS: usize = 100;
+const KEYS_PER_PROJECT: usize = 100;
+const MODEL: &str = "gpt-4o-mini";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("port {port} never opened");
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn seed(db_url: &str) -> Vec<String> {
+    let db = Db::connect(db_url, &PoolSettings::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    let store = Store::new(db);
+    let hasher = KeyHasher::new(None);
+    let owner = User {
+        id: UserId::generate(),
+        email: "bench@example.com".into(),
+        name: "bench".into(),
+        role: OrgRole::Owner,
+        added_at: 1,
+    };
+    let key = |kind, project: Option<ProjectId>| {
+        let (plain, m) = hasher.generate(kind);
+        (
+            plain.expose().to_owned(),
+            NewApiKey {
+                id: m.id,
+                kind,
+                project_id: project,
+                name: "bench".into(),
+                redacted_value: m.redacted_value,
+                hash: m.hash,
+                permissions: Permissions::All,
+                owner: KeyOwnerId::User(owner.id.clone()),
+                created_at: 1,
+                expires_at: None,
+            },
+        )
+    };
+    let (_, admin) = key(KeyKind::Admin, None);
+    let org = Organization {
+        id: OrgId::generate().to_string(),
+        name: "bench".into(),
+        created_at: 1,
+    };
+    store.initialize(&org, &owner, &admin, &[]).await.unwrap();
+    let mut keys = Vec::new();
+    for p in 0..PROJECTS {
+        let project = Project {
+            id: ProjectId::generate(),
+            name: format!("bench-{p}"),
+            created_at: 1,
+            archived_at: None,
+            external_key_id: None,
+            residency: None,
+        };
+        store
+            .create_project(&project, &owner.id, &[])
+            .await
+            .unwrap();
+        let unlimited = RateLimitOverride {
+            model: MODEL.into(),
+            max_requests_per_1_minute: Some(100_000_000),
+            max_tokens_per_1_minute: Some(1_000_000_000),
+            max_requests_per_1_day: Some(1_000_000_000),
+            ..Default::default()
+        };
+        store
+            .set_rate_limit(&project.id, &unlimited, &[])
+            .await
+            .unwrap();
+        for _ in 0..KEYS_PER_PROJECT {
+            let (plain, k) = key(KeyKind::Project, Some(project.id.clone()));
+            store.insert_key(&k, &[]).await.unwrap();
+            keys.push(plain);
+        }
+    }
+    store.db().close().await;
+    keys
+}
+
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    url: String,
+    keyed: bool,
+}
+
+fn body(stream: bool) -> bytes::Bytes {
+    bytes::Bytes::from(format!(
+        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"hello from the benchmark"}}],"max_tokens":8,"stream":{stream}}}"#
+    ))
+}
+
+async fn one(client: &reqwest::Client, t: &Target, key: &str, body: bytes::Bytes) -> bool {
+    let mut req = client
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .body(body);
+    if t.keyed {
+        req = req.bearer_auth(key);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            ok && r.bytes().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+}
+
+struct RateResult {
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    errors: usize,
+}
+
+async fn fixed_rate(
+    client: &reqwest::Client,
+    t: &Target,
+    keys: &Arc<Vec<String>>,
+    rate: u64,
+    secs: u64,
+    stream: bool,
+) -> RateResult {
+    let total = rate * secs;
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(total as usize);
+    let mut sent = 0u64;
+    while sent < total {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < total.min(due + 1) {
+            let (c, t, keys) = (client.clone(), t.clone(), keys.clone());
+            let i = sent as usize;
+            handles.push(tokio::spawn(async move {
+                let begin = Instant::now();
+                let ok = one(&c, &t, &keys[i % keys.len()], body(stream)).await;
+                (begin.elapsed(), ok)
+            }));
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let mut lat = Vec::with_capacity(handles.len());
+    let mut errors = 0;
+    for h in handles {
+        let (d, ok) = h.await.unwrap();
+        if ok {
+            lat.push(d);
+        } else {
+            errors += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort();
+    RateResult {
+        achieved: lat.len() as f64 / elapsed,
+        p50: pct(&lat, 0.5),
+        p99: pct(&lat, 0.99),
+        errors,
+    }
+}
+
+async fn max_rps(
+    client: &reqwest::Client,
+    t: &Target,
+    keys: &Arc<Vec<String>>,
+    concurrency: usize,
+    secs: u64,
+    stream: bool,
+) -> (f64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (c, t, keys) = (client.clone(), t.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut err, mut i) = (0usize, 0usize, w);
+            while Instant::now() < deadline {
+                if one(&c, &t, &keys[i % keys.len()], body(stream)).await {
+                    ok += 1;
+                } else {
+                    err += 1;
+                }
+                i += concurrency;
+            }
+            (ok, err)
+        }));
+    }
+    let (mut ok, mut err) = (0, 0);
+    for t in tasks {
+        let (o, e) = t.await.unwrap();
+        ok += o;
+        err += e;
+    }
+    (ok as f64 / start.elapsed().as_secs_f64(), err)
+}
+
+fn nginx(dir: &Path, port: u16, upstream_port: u16) -> Proc {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n\
+             upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://mock;\n\
+             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nginx")
+        .args(["-c", conf.to_str().unwrap(), "-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx on PATH (apt-get install nginx)");
+    wait_port(port);
+    Proc(child)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |n: &str| {
+        args.iter()
+            .position(|a| a == n)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let secs: u64 = arg("--duration").map(|s| s.parse().unwrap()).unwrap_or(10);
+    let rates: Vec<u64> = arg("--rates")
+        .unwrap_or_else(|| "1000,5000".into())
+        .split(',')
+        .map(|r| r.parse().unwrap())
+        .collect();
+    let concurrency: usize = arg("--concurrency")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(64);
+    let bin_dir: PathBuf = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+
+    let dir = std::env::temp_dir().join(format!("kp_bench_gw_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db_url = format!("sqlite://{}", dir.join("kp.db").display());
+    let t = Instant::now();
+    let keys = Arc::new(seed(&db_url).await);
+    println!(
+        "seeded {} keys over {PROJECTS} projects in {:.1} s",
+        keys.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut mock = Command::new(bin_dir.join("keyplane-mock-upstream"))
+        .args(["--listen", "127.0.0.1:0", "--record", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/release/keyplane-mock-upstream");
+    let mut line = String::new();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mock_url = line.trim().trim_start_matches("listening on ").to_owned();
+    let mock_port: u16 = mock_url.rsplit(':').next().unwrap().parse().unwrap();
+    let _mock = Proc(mock);
+
+    let nginx_port = free_port();
+    let _nginx = nginx(&dir, nginx_port, mock_port);
+
+    let kp_port = free_port();
+    let kp = Command::new(bin_dir.join("keyplane"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{kp_port}"),
+            "--database-url",
+            &db_url,
+        ])
+        .env("KEYPLANE_UPSTREAM_URL", format!("{mock_url}/v1"))
+        .env("KEYPLANE_UPSTREAM_API_KEY", "sk-upstream-bench")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/release/keyplane");
+    let _kp = Proc(kp);
+    wait_port(kp_port);
+
+    let targets = [
+        Target {
+            name: "mock direct",
+            url: format!("{mock_url}/v1/chat/completions"),
+            keyed: false,
+        },
+        Target {
+            name: "nginx proxy",
+            url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
+            keyed: false,
+        },
+        Target {
+            name: "keyplane",
+            url: format!("http://127.0.0.1:{kp_port}/v1/chat/completions"),
+            keyed: true,
+        },
+    ];
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    // Warm up every target (and Keyplane's key cache: one request per key).
+    for t in &targets {
+        max_rps(&client, t, &keys, concurrency, 2, false).await;
+    }
+    for k in keys.iter() {
+        one(&client, &targets[2], k, body(false)).await;
+    }
+
+    for stream in [false, true] {
+        println!(
+            "\n## {} ({secs} s per phase, {concurrency} connections for max)",
+            if stream { "streaming" } else { "non-streaming" }
+        );
+        println!("| target | rate | achieved rps | p50 ms | p99 ms | errors |");
+        println!("|---|---|---|---|---|---|");
+        let mut base = Vec::new();
+        for (ti, t) in targets.iter().enumerate() {
+            for &rate in &rates {
+                let r = fixed_rate(&client, t, &keys, rate, secs, stream).await;
+                println!(
+                    "| {} | {rate} | {:.0} | {:.3} | {:.3} | {} |",
+                    t.name, r.achieved, r.p50, r.p99, r.errors
+                );
+                if ti == 0 {
+                    base.push((rate, r.p50, r.p99));
+                } else if ti == 2 {
+                    if let Some((_, b50, b99)) = base.iter().find(|b| b.0 == rate) {
+                        println!(
+                            "| keyplane added vs direct | {rate} | | {:+.3} | {:+.3} | |",
+                            r.p50 - b50,
+                            r.p99 - b99
+                        );
+                    }
+                }
+            }
+        }
+        let mut maxes = Vec::new();
+        for t in &targets {
+            let (rps, errors) = max_rps(&client, t, &keys, concurrency, secs, stream).await;
+            maxes.push(rps);
+            println!("| {} | max | {rps:.0} | | | {errors} |", t.name);
+        }
+        println!(
+            "keyplane max throughput = {:.0}% of nginx's",
+            100.0 * maxes[2] / maxes[1]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
