@@ -150,7 +150,7 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
     let policies = Policies::new(store.clone(), Arc::new(config.models.clone()));
     let meter = Arc::new(Meter::new(store.clone()));
     let gateway = Arc::new(Gateway::new(&config, policies, meter)?);
-    Ok(AppState {
+    Ok(Arc::new(crate::state::Services {
         config,
         orgs: store.clone(),
         projects: store.clone(),
@@ -162,7 +162,7 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
         alerts: store,
         verifier,
         gateway,
-    })
+    }))
 }
 
 /// How often spend alerts are evaluated.

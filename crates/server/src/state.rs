@@ -7,10 +7,12 @@ use keyplane_core::ports::{
 };
 use std::sync::Arc;
 
-/// What every handler may reach: configuration, the storage ports, the key verifier and the
-/// gateway's in-memory state.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler may reach. One `Arc`, so the per-request clones axum makes of the state
+/// (one per middleware and handler) are a single atomic increment.
+pub type AppState = Arc<Services>;
+
+/// Configuration, the storage ports, the key verifier and the gateway's in-memory state.
+pub struct Services {
     pub config: Arc<Config>,
     pub orgs: Arc<dyn OrgStore>,
     pub projects: Arc<dyn ProjectStore>,

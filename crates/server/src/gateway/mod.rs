@@ -72,7 +72,26 @@ impl Gateway {
     }
 }
 
-/// What the gateway learned from a JSON request body.
+/// What the gateway reads from a JSON request body. Only these fields are deserialized; the
+/// rest is skipped without building a JSON tree.
+#[derive(Debug, Default, serde::Deserialize)]
+struct WireRequest<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    stream: Option<bool>,
+    stream_options: Option<WireStreamOptions>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    n: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct WireStreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// What the gateway learned from a request body.
 #[derive(Debug, Default)]
 struct RequestFacts {
     model: Option<String>,
@@ -83,26 +102,43 @@ struct RequestFacts {
     images: u64,
 }
 
-fn facts(body: &Value, endpoint: &Endpoint) -> RequestFacts {
-    let u = |k: &str| body.get(k).and_then(Value::as_u64);
-    RequestFacts {
-        model: body.get("model").and_then(Value::as_str).map(str::to_owned),
-        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        client_wants_usage: body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+fn facts(body: &[u8], endpoint: &Endpoint) -> Result<RequestFacts, ApiError> {
+    let w: WireRequest<'_> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
+    })?;
+    Ok(RequestFacts {
+        model: w.model.map(|m| m.into_owned()),
+        stream: w.stream.unwrap_or(false),
+        client_wants_usage: w
+            .stream_options
+            .and_then(|o| o.include_usage)
             .unwrap_or(false),
-        max_output: u("max_completion_tokens")
-            .or_else(|| u("max_tokens"))
-            .or_else(|| u("max_output_tokens"))
+        max_output: w
+            .max_completion_tokens
+            .or(w.max_tokens)
+            .or(w.max_output_tokens)
             .unwrap_or(0),
         images: if endpoint.family == endpoints::UsageFamily::Images {
-            u("n").unwrap_or(1)
+            w.n.unwrap_or(1)
         } else {
             0
         },
-    }
+    })
+}
+
+/// The `model` field of a multipart form body, if any.
+fn multipart_model(body: &[u8]) -> Option<String> {
+    const FIELD: &[u8] = b"name=\"model\"";
+    let at = body.windows(FIELD.len()).position(|w| w == FIELD)?;
+    let rest = &body[at + FIELD.len()..];
+    let start = rest.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let value = &rest[start..];
+    let end = value.windows(2).position(|w| w == b"\r\n")?;
+    let model = std::str::from_utf8(&value[..end]).ok()?.trim();
+    (!model.is_empty() && model.len() <= 256).then(|| model.to_owned())
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -190,19 +226,25 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    let mut json: Option<Value> = None;
-    if is_json && !body.is_empty() {
-        json = Some(serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(
-                None,
-                format!("We could not parse the JSON body of your request: {e}"),
-            )
-        })?);
-    }
-    let facts = json
-        .as_ref()
-        .map(|j| facts(j, &endpoint))
-        .unwrap_or_default();
+    // Any body that looks like a JSON object is read, whatever its content type, so a missing
+    // header cannot skip the model checks; multipart forms (audio, files) yield their `model`.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let facts = if first == Some(b'{') {
+        facts(&body, &endpoint)?
+    } else if is_json
+        && first.is_some()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+    {
+        return Err(ApiError::invalid(
+            None,
+            "We could not parse the JSON body of your request.",
+        ));
+    } else {
+        RequestFacts {
+            model: multipart_model(&body),
+            ..RequestFacts::default()
+        }
+    };
 
     let policy = gw.policies.get(&project_id).await?;
     let spec: Option<ModelSpec> = facts.model.as_deref().map(|m| gw.policies.spec(m));
@@ -270,19 +312,22 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         && !facts.client_wants_usage
         && endpoint.family == endpoints::UsageFamily::Completions
         && !path.starts_with("/responses");
-    let outgoing: Bytes = match (&mut json, strip_usage) {
-        (Some(Value::Object(obj)), true) => {
+    let outgoing: Bytes = if strip_usage {
+        // The one case that rewrites the body: add `stream_options.include_usage`.
+        let mut json: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(None, format!("Invalid request body: {e}")))?;
+        if let Value::Object(obj) = &mut json {
             let opts = obj
                 .entry("stream_options")
                 .or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(o) = opts {
                 o.insert("include_usage".into(), Value::Bool(true));
             }
-            Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
         }
-        _ => body,
+        Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+    } else {
+        body
     };
-
     let upstream = gw
         .upstream_for(facts.model.as_deref())
         .ok_or_else(|| ApiError::Internal("no upstream configured".into()))?;
@@ -370,13 +415,10 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
             .bytes()
             .await
             .map_err(|e| upstream_error(&e, upstream))?;
-        let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
-            let mut u = usage::from_body(&v);
-            if ctx.images > 0 {
-                u.get_or_insert_with(Usage::default);
-            }
-            u
-        });
+        let mut usage = usage::from_body(&bytes);
+        if ctx.images > 0 {
+            usage.get_or_insert_with(Usage::default);
+        }
         ctx.finish(usage, status.is_success());
         let mut resp = Response::new(Body::from(bytes));
         *resp.status_mut() = status;
@@ -542,5 +584,38 @@ impl Drop for MeteredStream {
     /// with it, and what was seen so far is metered.
     fn drop(&mut self) {
         self.settle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_model_is_found() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n";
+        assert_eq!(multipart_model(body).as_deref(), Some("whisper-1"));
+        assert_eq!(multipart_model(b"--b\r\n--b--"), None);
+    }
+
+    #[test]
+    fn request_facts_skip_unknown_fields_and_refuse_ambiguity() {
+        let e = endpoints::classify("POST", "/chat/completions");
+        let f = facts(br#"{"messages":[{"role":"user","content":"x"}],"model":"gpt-4o","max_tokens":7,"stream":true}"#, &e).unwrap();
+        assert_eq!(f.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(
+            (f.max_output, f.stream, f.client_wants_usage),
+            (7, true, false)
+        );
+        // Two `model` fields could send one model upstream and have another checked: refused.
+        assert!(facts(br#"{"model":"gpt-4o-mini","model":"o1"}"#, &e).is_err());
+        assert!(facts(br#"{"model":5}"#, &e).is_err());
+        let img = endpoints::classify("POST", "/images/generations");
+        assert_eq!(
+            facts(br#"{"model":"gpt-image-1","n":3}"#, &img)
+                .unwrap()
+                .images,
+            3
+        );
     }
 }

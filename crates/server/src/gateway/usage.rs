@@ -1,7 +1,7 @@
 //! Reading `usage` out of provider responses, whole or streamed (SSE).
 
 use bytes::{Bytes, BytesMut};
-use serde_json::Value;
+use serde::Deserialize;
 
 /// Token counts of one request as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,43 +11,62 @@ pub struct Usage {
     pub cached: u64,
 }
 
-fn num(v: &Value, path: &[&str]) -> u64 {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(next) => cur = next,
-            None => return 0,
+#[derive(Debug, Default, Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+}
+
+/// Both usage shapes: chat/completions/embeddings (`prompt_tokens`…) and Responses
+/// (`input_tokens`…). Unknown fields are skipped without allocating.
+#[derive(Debug, Default, Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    input_tokens_details: Option<Details>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens).unwrap_or(0);
+        if u.input_tokens.is_some() {
+            Usage {
+                input: u.input_tokens.unwrap_or(0),
+                output: u.output_tokens.unwrap_or(0),
+                cached: cached(u.input_tokens_details),
+            }
+        } else {
+            Usage {
+                input: u.prompt_tokens.unwrap_or(0),
+                output: u.completion_tokens.unwrap_or(0),
+                cached: cached(u.prompt_tokens_details),
+            }
         }
     }
-    cur.as_u64().unwrap_or(0)
 }
 
-/// Chat/completions/embeddings (`prompt_tokens`…) and Responses (`input_tokens`…) shapes.
-pub fn from_usage_object(u: &Value) -> Option<Usage> {
-    if !u.is_object() {
-        return None;
-    }
-    if u.get("input_tokens").is_some() {
-        return Some(Usage {
-            input: num(u, &["input_tokens"]),
-            output: num(u, &["output_tokens"]),
-            cached: num(u, &["input_tokens_details", "cached_tokens"]),
-        });
-    }
-    Some(Usage {
-        input: num(u, &["prompt_tokens"]),
-        output: num(u, &["completion_tokens"]),
-        cached: num(u, &["prompt_tokens_details", "cached_tokens"]),
-    })
+#[derive(Debug, Deserialize)]
+struct WireResponse {
+    usage: Option<WireUsage>,
 }
 
-/// `usage` of a whole JSON response (top-level, or `response.usage`).
-pub fn from_body(body: &Value) -> Option<Usage> {
-    body.get("usage").and_then(from_usage_object).or_else(|| {
-        body.get("response")?
-            .get("usage")
-            .and_then(from_usage_object)
-    })
+/// The parts of a response body (or SSE event) that carry usage.
+#[derive(Debug, Deserialize)]
+struct WireBody {
+    usage: Option<WireUsage>,
+    response: Option<WireResponse>,
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// `usage` of a whole JSON response (top-level, or `response.usage`); `None` when absent or
+/// the body is not JSON.
+pub fn from_body(body: &[u8]) -> Option<Usage> {
+    let b: WireBody = serde_json::from_slice(body).ok()?;
+    b.usage
+        .or_else(|| b.response.and_then(|r| r.usage))
+        .map(Usage::from)
 }
 
 /// Splits an SSE byte stream into events, notes the usage they carry, and drops the usage-only
@@ -98,15 +117,12 @@ impl SseObserver {
         let Some(data) = data_of(event) else {
             return true;
         };
-        let Ok(json) = serde_json::from_slice::<Value>(&data) else {
+        let Ok(body) = serde_json::from_slice::<WireBody>(&data) else {
             return true;
         };
-        if let Some(u) = from_body(&json) {
-            self.usage = Some(u);
-            let usage_only = json
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.is_empty());
+        let usage_only = body.choices.as_ref().is_some_and(|c| c.is_empty());
+        if let Some(u) = body.usage.or_else(|| body.response.and_then(|r| r.usage)) {
+            self.usage = Some(u.into());
             if self.strip_usage_chunk && usage_only {
                 return false;
             }
@@ -199,16 +215,26 @@ mod tests {
 
     #[test]
     fn whole_bodies() {
-        let v: Value =
-            serde_json::from_str(r#"{"usage":{"prompt_tokens":4,"total_tokens":4}}"#).unwrap();
+        let body = br#"{"id":"x","data":[1,2],"usage":{"prompt_tokens":4,"total_tokens":4}}"#;
         assert_eq!(
-            from_body(&v),
+            from_body(body),
             Some(Usage {
                 input: 4,
                 output: 0,
                 cached: 0
             })
         );
-        assert_eq!(from_body(&Value::Null), None);
+        let responses = br#"{"response":{"usage":{"input_tokens":2,"output_tokens":3}}}"#;
+        assert_eq!(
+            from_body(responses),
+            Some(Usage {
+                input: 2,
+                output: 3,
+                cached: 0
+            })
+        );
+        assert_eq!(from_body(b"null"), None);
+        assert_eq!(from_body(b"not json"), None);
+        assert_eq!(from_body(br#"{"usage":null}"#), None);
     }
 }
