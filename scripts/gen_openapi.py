@@ -64,7 +64,22 @@ OPENAI_OPERATIONS: list[tuple[str, str]] = [
         "post",
     ),
     ("/organization/audit_logs", "get"),
+    ("/organization/users", "get"),
+    ("/organization/users/{user_id}", "get"),
+    ("/organization/users/{user_id}", "post"),
+    ("/organization/users/{user_id}", "delete"),
+    ("/organization/invites", "get"),
+    ("/organization/invites", "post"),
+    ("/organization/invites/{invite_id}", "get"),
+    ("/organization/invites/{invite_id}", "delete"),
+    ("/organization/projects/{project_id}/users", "get"),
+    ("/organization/projects/{project_id}/users", "post"),
+    ("/organization/projects/{project_id}/users/{user_id}", "get"),
+    ("/organization/projects/{project_id}/users/{user_id}", "post"),
+    ("/organization/projects/{project_id}/users/{user_id}", "delete"),
 ]
+
+INVITE_ACCEPT = "/invites/accept"
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -104,8 +119,10 @@ DESCRIPTION = (
     "keys, key scopes and expiry, and the health endpoints). Clients that do not know them can "
     "ignore them.\n\n"
     "Authenticate every `/v1/organization/*` request with an admin key: "
-    "`Authorization: Bearer sk-admin-…`. `/healthz`, `/readyz` and `/v1/openapi.json` need no "
-    "key.\n\n"
+    "`Authorization: Bearer sk-admin-…`. An admin key acts as the user who owns it: keys of "
+    "organization readers (and keys restricted to `api.management.read`) can read but every "
+    "change is refused with 401 (`Missing scopes: api.management.write`). `/healthz`, "
+    "`/readyz`, `/v1/openapi.json` and `/v1/invites/accept` need no key.\n\n"
     "Errors: " + ERROR_ENVELOPE
 )
 
@@ -327,6 +344,14 @@ def keyplane_schemas() -> dict:
                 "The number of seconds until the API key expires. Omit this field for a key "
                 "that does not expire."
             ),
+            "user_id": {
+                "type": "string",
+                "description": "The user who owns the key: a member of the project (or an "
+                "owner of the organization). Omit it for a key owned by the user of the calling "
+                "admin key. A key owned by someone who later leaves the project turns "
+                "`owner_project_access: inactive` and stops working.",
+                "example": "user-abc",
+            },
         },
     }
     update = {
@@ -373,7 +398,38 @@ def keyplane_schemas() -> dict:
             },
         ],
     }
+    accept = {
+        "type": "object",
+        "description": "Keyplane extension: accepts an invite (or the first owner's one-time "
+        "setup link).",
+        "additionalProperties": False,
+        "required": ["token", "password"],
+        "properties": {
+            "token": {
+                "type": "string",
+                "description": "The single-use token: the last path segment of the invite's "
+                "`accept_url` (`…/invite/{token}`) or of the setup link `keyplane init` prints "
+                "(`…/setup/{token}`).",
+                "example": "kpinv_3kTMd9Pq0vXw7Lr2bN8cYh5sUe1oAf6gJi4HzR0tWlQ",
+            },
+            "name": name | {
+                "description": "The new member's name (1 to "
+                f"{NAME_MAX_CHARS} characters). Required for an invite; for the setup link "
+                "it renames the owner when given.",
+                "example": "Ana Lima",
+            },
+            "password": {
+                "type": "string",
+                "minLength": 8,
+                "maxLength": 1024,
+                "format": "password",
+                "description": "The password to sign in with (8 to 1024 characters). Stored "
+                "as an Argon2id hash only.",
+            },
+        },
+    }
     return {
+        "InviteAcceptRequest": extension(accept),
         "ProjectApiKeyCreateRequest": extension(create),
         "ProjectApiKeyUpdateRequest": extension(update),
         "ProjectApiKeyCreateResponse": extension(created),
@@ -391,9 +447,10 @@ def project_key_operations() -> dict[str, dict[str, dict]]:
         "operationId": "create-project-api-key",
         "description": "Keyplane extension (OpenAI's API has no way to create a user's project "
         "API key). Creates a project API key (`sk-proj-…`) owned by the user who owns the "
-        "calling admin key, optionally restricted to `scopes` and expiring after "
-        "`expires_in_seconds`. The plaintext key is in `value`, returned only in this response. "
-        "Needs the `api.management.write` scope; the project must not be archived.",
+        "calling admin key (or by `user_id`, a member of the project), optionally restricted "
+        "to `scopes` and expiring after `expires_in_seconds`. The plaintext key is in `value`, "
+        "returned only in this response. Needs the `api.management.write` scope and an "
+        "organization owner's admin key; the project must not be archived.",
         "tags": ["Projects"],
         "parameters": [project],
         "requestBody": json_body(
@@ -427,6 +484,32 @@ def project_key_operations() -> dict[str, dict[str, dict]]:
         },
     }
     return {PROJECT_KEYS: {"post": extension(create)}, PROJECT_KEY: {"post": extension(update)}}
+
+
+def invite_accept_path_item() -> dict[str, dict]:
+    accept = {
+        "summary": "Accepts an invite: creates the member with a password and the invite's "
+        "roles.",
+        "operationId": "accept-invite",
+        "description": "Keyplane extension. Public: the invite's single-use token is the "
+        "credential, no API key is needed. Creates the invited user (organization role and "
+        "project roles from the invite) with an Argon2id hash of `password`, marks the invite "
+        "accepted, and returns the new `organization.user`. With the first owner's setup link "
+        "(printed by `keyplane init` when `KEYPLANE_OWNER_PASSWORD` is not set) it sets that "
+        "owner's password instead. A token that is unknown or whose invite was deleted is a "
+        "404; an accepted or expired invite is a 400 with `param: \"token\"`; either way "
+        "nothing is created. Of two concurrent accepts of one token, exactly one succeeds.",
+        "tags": ["Invites"],
+        "security": [],
+        "requestBody": json_body(
+            schema_ref("InviteAcceptRequest"), "The token, the new member's name and password."
+        ),
+        "responses": {
+            "200": json_response("The invite was accepted.", schema_ref("User")),
+            **error_refs("400", "404", "413", "503"),
+        },
+    }
+    return {INVITE_ACCEPT: {"post": extension(accept)}}
 
 
 def service_path_items() -> dict[str, dict]:
@@ -538,6 +621,18 @@ def extend_components(pool: dict[str, dict]) -> None:
         )
         add_property(schema(name), "scopes", KEY_SCOPES)
 
+    add_property(
+        schema("Invite"),
+        "accept_url",
+        {
+            "type": "string",
+            "description": "Keyplane extension, only in the create response: the single-use "
+            "link to accept the invite, `{public URL}/invite/{token}` (7 days). Keyplane stores "
+            "only a hash of the token, so the link cannot be shown again.",
+            "example": "https://keyplane.example.com/invite/kpinv_3kTMd9Pq0vXw7Lr2bN8cYh5sUe1oAf6gJi4HzR0tWlQ",
+        },
+    )
+
     responses = pool.setdefault("responses", {})
     if "TooManyRequests" in responses:
         responses["TooManyRequests"]["description"] = with_envelope(
@@ -602,7 +697,7 @@ def build(ref: dict) -> dict:
             if method in paths.get(path, {}):
                 raise RefError(f"{method.upper()} {path} is already in the reference")
             paths.setdefault(path, {})[method] = op
-    for path, item in service_path_items().items():
+    for path, item in {**service_path_items(), **invite_accept_path_item()}.items():
         if path in paths or path in ref_paths:
             raise RefError(f"{path} is already in the reference")
         paths[path] = item

@@ -6,8 +6,13 @@
 * `client`  - the official `openai` SDK (strict response validation, no retries) on `server`.
 * `fresh_server` - a factory for throw-away servers (same backend) for tests that stop, restart
   or inspect the database of a server.
+* `mock`    - one `keyplane-mock-upstream` for the session: every server forwards its gateway
+  traffic (`/v1/*` outside `/v1/organization`) there with `kputil.UPSTREAM_KEY`; the shared
+  servers also load `kputil.gateway_config()` (short upstream timeout, a priced test model, an
+  unreachable and a separately keyed upstream).
 
-Environment: KEYPLANE_BIN (default <repo>/target/debug/keyplane), KEYPLANE_TEST_POSTGRES_URL
+Environment: KEYPLANE_BIN (default <repo>/target/debug/keyplane), KEYPLANE_MOCK_BIN (default
+<repo>/target/debug/keyplane-mock-upstream), KEYPLANE_TEST_POSTGRES_URL
 (default postgres://postgres@127.0.0.1:5432/postgres; an admin connection used to create and
 drop one database per server). An unreachable PostgreSQL makes the postgres tests fail.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -43,6 +49,10 @@ def pytest_sessionstart(session):
         raise pytest.UsageError(
             f"keyplane binary not found at {kputil.BIN}; build it or set KEYPLANE_BIN"
         )
+    if not os.access(kputil.MOCK_BIN, os.X_OK):
+        raise pytest.UsageError(
+            f"mock upstream not found at {kputil.MOCK_BIN}; build it or set KEYPLANE_MOCK_BIN"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +68,32 @@ def backend(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(backend, workdir) -> kputil.Server:
-    srv = kputil.launch(backend, workdir, label=f"shared-{backend}")
+def mock() -> kputil.Mock:
+    m = kputil.Mock("mock-upstream")
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def dead_port() -> int:
+    """A port that refuses connections for the whole session: bound but never listening, so
+    no other process can take it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def server(backend, workdir, mock, dead_port) -> kputil.Server:
+    srv = kputil.launch(
+        backend,
+        workdir,
+        label=f"shared-{backend}",
+        env=kputil.gateway_env(mock),
+        config=kputil.gateway_config(mock, dead_port),
+    )
+    srv.mock = mock
     yield srv
     srv.close()
 
@@ -70,14 +104,20 @@ def client(server):
 
 
 @pytest.fixture
-def fresh_server(backend, workdir, request):
-    """`fresh_server()` starts a new initialized server on a new database of this backend."""
+def fresh_server(backend, workdir, request, mock):
+    """`fresh_server()` starts a new initialized server on a new database of this backend,
+    forwarding to `mock`; `env` adds environment variables, `config` is a keyplane.toml text."""
     started: list[kputil.Server] = []
 
-    def make(start: bool = True) -> kputil.Server:
+    def make(
+        start: bool = True, *, env: dict | None = None, config: str | None = None
+    ) -> kputil.Server:
         label = f"fresh-{backend}-{next(_counter)}-{request.node.originalname}"
         db = kputil.Database(backend, workdir)
-        srv = kputil.Server(backend, db, label)
+        srv = kputil.Server(
+            backend, db, label, env={**kputil.gateway_env(mock), **(env or {})}, config=config
+        )
+        srv.mock = mock
         started.append(srv)
         srv.init()
         if start:

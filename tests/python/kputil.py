@@ -29,6 +29,9 @@ import openai
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parents[1]
 BIN = os.environ.get("KEYPLANE_BIN") or str(REPO / "target" / "debug" / "keyplane")
+MOCK_BIN = os.environ.get("KEYPLANE_MOCK_BIN") or str(
+    REPO / "target" / "debug" / "keyplane-mock-upstream"
+)
 PG_ADMIN_URL = (
     os.environ.get("KEYPLANE_TEST_POSTGRES_URL")
     or "postgres://postgres@127.0.0.1:5432/postgres"
@@ -274,19 +277,38 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 class Server:
-    """One `keyplane serve` process on its own database."""
+    """One `keyplane serve` process on its own database.
 
-    def __init__(self, backend: str, db: Database, label: str):
+    `env` adds environment variables to `serve` (e.g. `KEYPLANE_UPSTREAM_URL`, see
+    `Mock.env()`); `config` is the text of a `keyplane.toml` passed with `--config`.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        db: Database,
+        label: str,
+        *,
+        env: dict[str, str] | None = None,
+        config: str | None = None,
+    ):
         self.backend = backend
         self.db = db
         self.label = label
         self.db_url = db.url
+        self.env: dict[str, str] = dict(env or {})
+        self.config_path: Path | None = None
+        # The mock upstream this server forwards to (set by the fixtures).
+        self.mock: Mock | None = None
         self.admin_key: str = ""
         self.proc: subprocess.Popen | None = None
         self.port: int = 0
         OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
         self.stderr_path = OUTPUT_DIR / f"{label}.stderr.log"
         self.stderr_path.write_bytes(b"")
+        if config is not None:
+            self.config_path = OUTPUT_DIR / f"{label}.keyplane.toml"
+            self.config_path.write_text(config)
         # Every key value the tests have seen on this server (checked against storage/logs/audit).
         self.secrets: set[str] = set()
         self._clients: list[openai.OpenAI] = []
@@ -315,13 +337,16 @@ class Server:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         offset = self.stderr_path.stat().st_size
         err = open(self.stderr_path, "ab")
+        args = [BIN, "serve", "--listen", "127.0.0.1:0", "--database-url", self.db_url]
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
         try:
             self.proc = subprocess.Popen(
-                [BIN, "serve", "--listen", "127.0.0.1:0", "--database-url", self.db_url],
+                args,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
-                env=_env(),
+                env={**_env(), **self.env},
             )
         finally:
             err.close()
@@ -441,6 +466,18 @@ class Server:
         self._clients.append(c)
         return c
 
+    def gateway(self, key: str, **kw: Any) -> openai.OpenAI:
+        """The SDK as an application uses it: a project/service-account key, no retries."""
+        c = openai.OpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=kw.pop("timeout", HTTP_TIMEOUT),
+            **kw,
+        )
+        self._clients.append(c)
+        return c
+
     def remember(self, value: str | None) -> str | None:
         if value:
             self.secrets.add(value)
@@ -471,9 +508,9 @@ class Server:
         return sa
 
 
-def launch(backend: str, workdir: Path, label: str) -> Server:
+def launch(backend: str, workdir: Path, label: str, **kw: Any) -> Server:
     db = Database(backend, workdir)
-    srv = Server(backend, db, label)
+    srv = Server(backend, db, label, **kw)
     try:
         srv.init()
         srv.start()
@@ -481,6 +518,177 @@ def launch(backend: str, workdir: Path, label: str) -> Server:
         srv.close()
         raise
     return srv
+
+
+# ---------------------------------------------------------------------------------------------
+# The mock upstream (`keyplane-mock-upstream`) and a throw-away webhook receiver
+# ---------------------------------------------------------------------------------------------
+
+
+class Mock:
+    """One `keyplane-mock-upstream` process: an OpenAI-compatible fake provider.
+
+    Its token counting rule (see crates/mock-upstream/src/lib.rs) makes usage predictable:
+    prompt tokens = max(1, words of the prompt), completion tokens = min(limit, 16).
+    """
+
+    def __init__(self, label: str = "mock", record: int = 1000):
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = OUTPUT_DIR / f"{label}.stderr.log"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [MOCK_BIN, "--listen", "127.0.0.1:0", "--record", str(record)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=_env(),
+                text=True,
+            )
+        line = ""
+        ready = threading.Event()
+
+        def read_line() -> None:
+            nonlocal line
+            line = self.proc.stdout.readline()
+            ready.set()
+
+        threading.Thread(target=read_line, daemon=True).start()
+        ready.wait(STARTUP_TIMEOUT)
+        m = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\s*", line)
+        if not m:
+            self.close()
+            raise RuntimeError(f"mock upstream did not announce its address: {line!r}")
+        self.port = int(m.group(1))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def env(self, upstream_key: str) -> dict[str, str]:
+        """`keyplane serve` environment forwarding every model here with `upstream_key`."""
+        return {"KEYPLANE_UPSTREAM_URL": self.base_url, "KEYPLANE_UPSTREAM_API_KEY": upstream_key}
+
+    def requests(self) -> list[dict]:
+        """Every recorded request, oldest first: {seq, method, path, query, headers, body}."""
+        resp = http_request(self.port, "GET", "/__mock/requests")
+        assert resp.status == 200, resp
+        return resp.json()["data"]
+
+    def requests_with(self, marker: str) -> list[dict]:
+        """The recorded requests whose headers or body contain `marker`."""
+        return [
+            r
+            for r in self.requests()
+            if marker in r["body"] or any(marker in v for v in r["headers"].values())
+        ]
+
+    def clear(self) -> None:
+        assert http_request(self.port, "DELETE", "/__mock/requests").status == 200
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# The organization's upstream credential every test server forwards with: distinctive, so its
+# presence (and the absence of any client key) in what the mock received is unambiguous.
+UPSTREAM_KEY = "sk-upstream-keyplane-test-" + uuid.uuid4().hex
+# The credential of the `routed` upstream of gateway_config() (read from this variable).
+ROUTED_UPSTREAM_KEY_ENV = "KP_TEST_ROUTED_UPSTREAM_KEY"
+ROUTED_UPSTREAM_KEY = "sk-routed-keyplane-test-" + uuid.uuid4().hex
+
+# Models of gateway_config(): one priced so high that a single request costs dollars, one
+# routed to an upstream that refuses connections, one routed to a separately keyed upstream.
+PRICEY_MODEL = "kp-pricey"
+PRICEY_PRICE = 100_000.0  # USD per 1M tokens, input and output
+UNREACHABLE_MODEL_PREFIX = "kp-unreachable-"
+ROUTED_MODEL_PREFIX = "kp-routed-"
+UPSTREAM_TIMEOUT_SECS = 1
+
+
+def gateway_env(mock: Mock) -> dict[str, str]:
+    return {**mock.env(UPSTREAM_KEY), ROUTED_UPSTREAM_KEY_ENV: ROUTED_UPSTREAM_KEY}
+
+
+def gateway_config(mock: Mock, dead_port: int, extra: str = "") -> str:
+    """The keyplane.toml of the shared servers."""
+    return f"""\
+upstream_timeout_secs = {UPSTREAM_TIMEOUT_SECS}
+
+[[upstreams]]
+name = "unreachable"
+url = "http://127.0.0.1:{dead_port}/v1"
+models = ["{UNREACHABLE_MODEL_PREFIX}*"]
+
+[[upstreams]]
+name = "routed"
+url = "{mock.base_url}"
+api_key_env = "{ROUTED_UPSTREAM_KEY_ENV}"
+models = ["{ROUTED_MODEL_PREFIX}*"]
+
+[[models]]
+name = "{PRICEY_MODEL}"
+input_price = {PRICEY_PRICE}
+output_price = {PRICEY_PRICE}
+{extra}"""
+
+
+def mock_completion_text(n: int) -> str:
+    """The mock's generated text of `n` (<= 16) words."""
+    words = (
+        "mock reply from the keyplane mock upstream one two three four five six seven eight nine"
+    ).split()
+    return " ".join(words[:n])
+
+
+class WebhookReceiver:
+    """A tiny HTTP server recording every POST (headers and raw body); answers 200."""
+
+    def __init__(self):
+        import http.server
+
+        received: list[dict] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                received.append(
+                    {
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                        "at": time.monotonic(),
+                    }
+                )
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/keyplane"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,3 +793,149 @@ def poll(fn, *, timeout: float = 3.5, interval: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gateway helpers
+# ---------------------------------------------------------------------------------------------
+
+# `x-ratelimit-reset-*`: Go-style durations as OpenAI sends them (`12ms`, `1s`, `6m0s`, `1.5s`).
+RESET_RE = re.compile(r"\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s")
+RATE_HEADERS = tuple(
+    f"x-ratelimit-{what}-{unit}"
+    for unit in ("requests", "tokens")
+    for what in ("limit", "remaining", "reset")
+)
+
+
+def assert_rate_headers(headers: Any, *, limit_requests: int | None = None) -> dict[str, str]:
+    """All six `x-ratelimit-*` headers, integers and durations well formed; returns them."""
+    got = {name: headers.get(name) for name in RATE_HEADERS}
+    assert all(v is not None for v in got.values()), f"missing rate-limit headers: {got}"
+    for unit in ("requests", "tokens"):
+        limit = int(got[f"x-ratelimit-limit-{unit}"])
+        remaining = int(got[f"x-ratelimit-remaining-{unit}"])
+        assert 0 <= remaining <= limit, got
+        assert RESET_RE.fullmatch(got[f"x-ratelimit-reset-{unit}"]), got
+    if limit_requests is not None:
+        assert int(got["x-ratelimit-limit-requests"]) == limit_requests, got
+    return got
+
+
+def error_of(exc: BaseException) -> Response:
+    """The HTTP response behind an SDK `APIStatusError`, for `assert_error`."""
+    assert isinstance(exc, openai.APIStatusError), repr(exc)
+    r = exc.response
+    return Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+
+
+def sdk_error(call, *args: Any, **kw: Any) -> Response:
+    """Runs an SDK call that must fail with an HTTP error; returns that response."""
+    try:
+        result = call(*args, **kw)
+    except openai.APIStatusError as e:
+        return error_of(e)
+    raise AssertionError(f"expected an HTTP error, got {result!r}")
+
+
+def chat_stream_raw(
+    port: int,
+    key: str,
+    body: dict,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> tuple[socket.socket, http.client.HTTPResponse]:
+    """Starts a streamed POST /v1/chat/completions on its own connection; the caller reads the
+    response (e.g. one event) and closes the socket when it wants to."""
+    data = json.dumps(body).encode()
+    head = [
+        "POST /v1/chat/completions HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        f"Authorization: Bearer {key}",
+        "Content-Type: application/json",
+        "Accept: text/event-stream",
+        f"Content-Length: {len(data)}",
+    ]
+    for name, value in (headers or {}).items():
+        head.append(f"{name}: {value}")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+    resp = http.client.HTTPResponse(sock, method="POST")
+    resp.begin()
+    return sock, resp
+
+
+USAGE_COUNTERS = ("num_model_requests", "input_tokens", "output_tokens", "input_cached_tokens")
+
+
+def usage_totals(
+    admin: openai.OpenAI,
+    family: str,
+    *,
+    start: int,
+    group_by: tuple[str, ...] = ("api_key_id", "model"),
+    **filters: Any,
+) -> dict[tuple, dict[str, int]]:
+    """`GET /v1/organization/usage/{family}` (through the SDK) in 1-minute buckets from
+    `start`, summed over every bucket per group: {(group values…): {counter: total}}."""
+    fn = getattr(admin.admin.organization.usage, family)
+    out: dict[tuple, dict[str, int]] = {}
+    page = None
+    while True:
+        resp = fn(
+            start_time=start,
+            bucket_width="1m",
+            group_by=list(group_by),
+            **({"page": page} if page else {}),
+            **filters,
+        )
+        for bucket in resp.data:
+            for r in bucket.results:
+                key = tuple(getattr(r, g) for g in group_by)
+                totals = out.setdefault(key, {})
+                for counter in USAGE_COUNTERS:
+                    value = getattr(r, counter, None)
+                    if value is not None:
+                        totals[counter] = totals.get(counter, 0) + value
+        if not resp.has_more:
+            return out
+        page = resp.next_page
+
+
+def poll_equal(fn, expected, *, timeout: float = 5.0, interval: float = 0.2):
+    """Calls `fn` until it returns `expected` or `timeout` passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def costs_total(admin: openai.OpenAI, *, start: int, project_id: str) -> float:
+    """The summed `amount.value` of `project_id` from `GET /v1/organization/costs`."""
+    resp = admin.admin.organization.usage.costs(
+        start_time=start, group_by=["project_id"], project_ids=[project_id]
+    )
+    total = 0.0
+    for bucket in resp.data:
+        for r in bucket.results:
+            assert r.project_id == project_id, r
+            assert r.amount.currency == "usd", r
+            total += r.amount.value
+    return total
+
+
+def assert_no_client_secret(mock: Mock, secrets: set[str]) -> None:
+    """No recorded upstream request carries a Keyplane key (or its secret part) anywhere."""
+    for req in mock.requests():
+        blob = req["body"] + "\n" + "\n".join(f"{k}: {v}" for k, v in req["headers"].items())
+        blob += "\n" + req["path"] + "?" + (req["query"] or "")
+        for value in secrets:
+            if not any(value.startswith(p) for p in KEY_PREFIXES.values()):
+                continue
+            for fragment in secret_fragments(value):
+                assert fragment not in blob, f"a Keyplane key reached the upstream: {req}"
+        for prefix in KEY_PREFIXES.values():
+            assert prefix not in blob, f"a Keyplane key reached the upstream: {req}"

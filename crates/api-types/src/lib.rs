@@ -184,6 +184,9 @@ pub struct CreateProjectApiKey {
     pub name: String,
     pub scopes: Option<Vec<String>>,
     pub expires_in_seconds: Option<i64>,
+    /// Extension: the project member who owns the key (default: the caller's own user).
+    /// Creating a key for someone else needs the project owner role.
+    pub user_id: Option<String>,
 }
 
 /// `POST /organization/projects/{project_id}/api_keys/{key_id}`. `expires_in_seconds: null`
@@ -261,4 +264,131 @@ pub struct CreateServiceAccountApiKey {
     pub expires_in_seconds: Option<i64>,
 }
 
-has_id!(AdminApiKey, Project, ProjectApiKey, ServiceAccount);
+// ---------- users ----------
+
+/// `organization.user`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub object: String,
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub added_at: i64,
+}
+
+/// `POST /organization/users/{user_id}`: only `role` has an effect; the other fields the
+/// SDKs may send are accepted and ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModifyUser {
+    pub role: Option<String>,
+    pub role_id: Option<String>,
+    pub technical_level: Option<String>,
+    pub developer_persona: Option<String>,
+}
+
+// ---------- invites ----------
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteProject {
+    pub id: String,
+    pub role: String,
+}
+
+/// `organization.invite`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invite {
+    pub object: String,
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub accepted_at: Option<i64>,
+    pub projects: Vec<InviteProject>,
+    /// Extension, only in the create response: the single-use link to accept the invite.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accept_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateInvite {
+    pub email: String,
+    pub role: String,
+    /// Omitted or `[]`: no project.
+    pub projects: Option<Vec<InviteProject>>,
+}
+
+/// Extension: `POST /v1/invites/accept`. `name` is required for an invite and optional for
+/// the first owner's setup link.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvite {
+    pub token: String,
+    pub name: Option<String>,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AcceptInvite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptInvite")
+            .field("token", &"[REDACTED]")
+            .field("name", &self.name)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+// ---------- project users ----------
+
+/// `organization.project.user`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectUser {
+    pub object: String,
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub added_at: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateProjectUser {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModifyProjectUser {
+    pub role: Option<String>,
+}
+
+has_id!(
+    AdminApiKey,
+    Project,
+    ProjectApiKey,
+    ServiceAccount,
+    User,
+    Invite,
+    ProjectUser
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_invite_debug_hides_the_secrets() {
+        let a: AcceptInvite = serde_json::from_str(
+            r#"{"token":"kpinv_secret","name":"Ana","password":"hunter2hunter2"}"#,
+        )
+        .unwrap();
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("kpinv_secret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}

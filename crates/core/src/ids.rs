@@ -87,6 +87,10 @@ id_type!(
     /// `svc_acct_…`
     ServiceAccountId, "svc_acct_", "service account"
 );
+id_type!(
+    /// `invite-…`
+    InviteId, "invite-", "invite"
+);
 
 #[cfg(test)]
 mod tests {

@@ -275,6 +275,8 @@ pub struct AuditEvent {
     pub project_id: Option<String>,
     pub actor: serde_json::Value,
     pub details: serde_json::Value,
+    /// Derived from `actor` and `details`; stored in indexed columns for the list's filters.
+    pub index: crate::audit::AuditIndex,
 }
 
 impl AuditEvent {
@@ -289,6 +291,7 @@ impl AuditEvent {
             event_type: event_type.to_owned(),
             effective_at: crate::time::now(),
             project_id: project_id.map(|p| p.as_str().to_owned()),
+            index: crate::audit::AuditIndex::of(&actor, &details),
             actor,
             details,
         }

@@ -4,13 +4,15 @@
 //! Every mutating method takes the audit events that describe it and writes them in the same
 //! transaction as the change, so the log cannot miss a change nor record one that rolled back.
 
-use crate::ids::{ProjectId, ServiceAccountId, UserId};
+use crate::audit::{AuditCursor, AuditFilter, AuditQuery};
+use crate::ids::{InviteId, ProjectId, ServiceAccountId, UserId};
 use crate::keys::KeyId;
 use crate::model::{
-    ApiKey, AuditEvent, KeyUpdate, NewApiKey, Organization, OwnerAccessFilter, Project,
+    ApiKey, AuditEvent, KeyUpdate, NewApiKey, OrgRole, Organization, OwnerAccessFilter, Project,
     ServiceAccount, User,
 };
 use crate::pagination::{Order, Page, PageRequest};
+use crate::people::{Acceptance, Invite, InviteByToken, OwnerCredential, ProjectRole, ProjectUser};
 use crate::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
 use crate::time::UnixSeconds;
 use crate::usage::{UsageFilter, UsageRow};
@@ -40,6 +42,19 @@ pub trait OrgStore: Send + Sync {
         &self,
         org: &Organization,
         owner: &User,
+        admin_key: &NewApiKey,
+        events: &[AuditEvent],
+    ) -> StoreResult<()> {
+        self.initialize_with(org, owner, &OwnerCredential::None, admin_key, events)
+            .await
+    }
+    /// [`OrgStore::initialize`], also storing how the owner signs in (password hash or a
+    /// setup invite), in the same transaction.
+    async fn initialize_with(
+        &self,
+        org: &Organization,
+        owner: &User,
+        credential: &OwnerCredential,
         admin_key: &NewApiKey,
         events: &[AuditEvent],
     ) -> StoreResult<()>;
@@ -147,8 +162,111 @@ pub trait ServiceAccountStore: Send + Sync {
 
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Newest first.
-    async fn list_audit_events(&self, page: &PageRequest) -> StoreResult<Page<AuditEvent>>;
+    /// Newest first, unfiltered.
+    async fn list_audit_events(&self, page: &PageRequest) -> StoreResult<Page<AuditEvent>> {
+        self.query_audit_events(&AuditQuery {
+            filter: AuditFilter::default(),
+            limit: page.limit,
+            cursor: page
+                .after
+                .clone()
+                .map_or(AuditCursor::Newest, AuditCursor::After),
+        })
+        .await
+    }
+    /// Newest first (also with a `before` cursor); `has_more` says whether more events lie
+    /// in the walking direction.
+    async fn query_audit_events(&self, query: &AuditQuery) -> StoreResult<Page<AuditEvent>>;
+    /// Retention: deletes events older than `before`; returns how many.
+    async fn prune_audit_events(&self, before: UnixSeconds) -> StoreResult<u64>;
+}
+
+/// Users, invites and project memberships.
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// Live users, oldest first; with `emails`, only those (case-insensitive).
+    async fn list_users(&self, emails: &[String], page: &PageRequest) -> StoreResult<Page<User>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Changes a live user's organization role; false when there is no such user. Refuses
+    /// ([`StoreError::Conflict`]) to demote the last owner.
+    async fn update_user_role(
+        &self,
+        id: &UserId,
+        role: OrgRole,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// Soft-deletes a user and removes their project memberships (their keys become
+    /// inactive); false when there is no such user. Refuses to delete the last owner.
+    async fn delete_user(
+        &self,
+        id: &UserId,
+        at: UnixSeconds,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+
+    async fn create_invite(
+        &self,
+        invite: &Invite,
+        token_hash: &str,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// A live (not deleted) invite to join.
+    async fn invite(&self, id: &InviteId) -> StoreResult<Option<Invite>>;
+    async fn list_invites(&self, page: &PageRequest) -> StoreResult<Page<Invite>>;
+    /// Deletes a pending or expired invite; false when there is none. Refuses
+    /// ([`StoreError::Conflict`]) an accepted one.
+    async fn delete_invite(
+        &self,
+        id: &InviteId,
+        at: UnixSeconds,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// The invite (or setup link) whose token hashes to `token_hash`, in any state.
+    async fn invite_by_token(&self, token_hash: &str) -> StoreResult<Option<InviteByToken>>;
+    /// Marks the invite accepted and creates the member (or sets the owner's password) with
+    /// their project roles, in one transaction. Fails with [`StoreError::Conflict`], writing
+    /// nothing, when the invite is no longer pending (e.g. a concurrent accept won) or the
+    /// email already belongs to a member.
+    async fn accept_invite(
+        &self,
+        acceptance: &Acceptance,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+
+    async fn list_project_users(
+        &self,
+        project: &ProjectId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ProjectUser>>;
+    async fn project_user(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+    ) -> StoreResult<Option<ProjectUser>>;
+    /// Adds a live user to the project; [`StoreError::Conflict`] when already a member.
+    async fn add_project_user(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        role: ProjectRole,
+        at: UnixSeconds,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// False when the user is not a member.
+    async fn update_project_user(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        role: ProjectRole,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
+    /// False when the user was not a member.
+    async fn remove_project_user(
+        &self,
+        project: &ProjectId,
+        user: &UserId,
+        events: &[AuditEvent],
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -189,7 +307,7 @@ pub trait UsageStore: Send + Sync {
     /// Rows matching `filter`, summed per bucket of `bucket_seconds` (the row's `minute` is the
     /// bucket start), project, key and model.
     async fn usage(&self, filter: &UsageFilter, bucket_seconds: i64) -> StoreResult<Vec<UsageRow>>;
-    /// Total cost in micro-USD since `since`, for one project or (with `None`) all.
+    /// Total cost in nano-USD since `since`, for one project or (with `None`) all.
     async fn cost_since(&self, project: Option<&ProjectId>, since: i64) -> StoreResult<i64>;
 }
 

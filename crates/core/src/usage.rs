@@ -2,6 +2,10 @@
 
 use crate::DomainError;
 
+/// Costs are stored as integer nano-USD, so a fraction of a cent per request is not rounded away.
+pub const NANO_USD_PER_CENT: i64 = 10_000_000;
+pub const NANO_USD_PER_USD: f64 = 1e9;
+
 /// Usage of one minute, family, project, key and model (an additive counter row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageRow {
@@ -18,7 +22,7 @@ pub struct UsageRow {
     pub output_tokens: i64,
     pub cached_tokens: i64,
     pub images: i64,
-    pub cost_micro_usd: i64,
+    pub cost_nano_usd: i64,
 }
 
 impl UsageRow {
@@ -29,7 +33,7 @@ impl UsageRow {
         self.output_tokens += other.output_tokens;
         self.cached_tokens += other.cached_tokens;
         self.images += other.images;
-        self.cost_micro_usd += other.cost_micro_usd;
+        self.cost_nano_usd += other.cost_nano_usd;
     }
 }
 
@@ -106,16 +110,11 @@ mod tests {
         a.absorb(&UsageRow {
             requests: 3,
             output_tokens: 4,
-            cost_micro_usd: 5,
+            cost_nano_usd: 5,
             ..Default::default()
         });
         assert_eq!(
-            (
-                a.requests,
-                a.input_tokens,
-                a.output_tokens,
-                a.cost_micro_usd
-            ),
+            (a.requests, a.input_tokens, a.output_tokens, a.cost_nano_usd),
             (4, 2, 4, 5)
         );
     }

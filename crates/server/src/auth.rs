@@ -10,15 +10,23 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keyplane_core::access::{self, ProjectAccess};
 use keyplane_core::ids::{ProjectId, UserId};
 use keyplane_core::keys::KeyKind;
-use keyplane_core::model::{ApiKey, AuditEvent, KeyOwnerId};
+use keyplane_core::model::{ApiKey, AuditEvent, KeyOwnerId, OrgRole, User};
+use keyplane_core::people::ProjectRole;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Routes that answer without a key.
-pub const UNAUTHENTICATED_ROUTES: &[&str] = &["/healthz", "/readyz", "/v1/openapi.json"];
+pub const UNAUTHENTICATED_ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/v1/openapi.json",
+    // The invite token in the body is the credential.
+    "/v1/invites/accept",
+];
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let missing = || {
@@ -85,9 +93,32 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             });
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Read (a bounded amount of) the body first: refusing before it has arrived would
+            // cost the client its kept-alive connection. A client that holds the body back
+            // is told the connection closes instead.
+            let drained = tokio::time::timeout(
+                DRAIN_WAIT,
+                axum::body::to_bytes(req.into_body(), DRAIN_LIMIT),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            let mut response = e.into_response();
+            if !drained {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
     }
 }
+
+/// How much of a refused request's body is read to keep the connection reusable, and for how
+/// long.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The authenticated caller of a request.
 #[derive(Clone)]
@@ -136,11 +167,24 @@ impl Admin {
         }
     }
 
+    /// Changes need the `api.management.write` scope and a key whose owner is an
+    /// organization owner: an admin key acts as its owner, so a reader's key only reads.
     pub fn write(&self) -> Result<OrgWrite<'_>, ApiError> {
-        if self.0.key.permissions.allows("api.management.write") {
+        let allowed = self.0.key.permissions.allows("api.management.write")
+            && access::check_org_write(self.org_role()).is_ok();
+        if allowed {
             Ok(OrgWrite(self))
         } else {
             Err(missing_scope("api.management.write"))
+        }
+    }
+
+    /// The organization role of the key's owner (as the key was loaded; role changes
+    /// invalidate the owner's cached keys).
+    pub fn org_role(&self) -> OrgRole {
+        match self.0.key.owner.id {
+            KeyOwnerId::User(_) => OrgRole::from_db(&self.0.key.owner.role),
+            KeyOwnerId::ServiceAccount(_) => OrgRole::Reader,
         }
     }
 }
@@ -193,5 +237,273 @@ impl OrgWrite<'_> {
         details: Value,
     ) -> AuditEvent {
         AuditEvent::new(event_type, project, self.actor(), details)
+    }
+
+    /// The key's owner as a [`Principal`] (an organization owner).
+    pub fn principal(&self) -> Result<Principal, ApiError> {
+        Ok(Principal {
+            user_id: self.user_id()?,
+            org_role: OrgRole::Owner,
+            actor: self.actor(),
+        })
+    }
+}
+
+/// The person a request acts for: an admin key's owner, or (for the dashboard) a session's
+/// user. Project capabilities are derived from it.
+pub struct Principal {
+    pub user_id: UserId,
+    pub org_role: OrgRole,
+    actor: Value,
+}
+
+impl Principal {
+    /// A signed-in user acting through a session (OpenAI's `session` actor).
+    pub fn session(user: &User, ip: Option<String>, user_agent: Option<String>) -> Self {
+        Principal {
+            user_id: user.id.clone(),
+            org_role: user.role,
+            actor: session_actor(user, ip, user_agent),
+        }
+    }
+
+    /// What this principal may do in `project`, given their membership there (see
+    /// [`project_access`] for the lookup).
+    pub fn in_project<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        membership: Option<ProjectRole>,
+    ) -> ProjectCap<'a> {
+        ProjectCap {
+            principal: self,
+            project,
+            access: ProjectAccess::of(self.org_role, membership),
+        }
+    }
+}
+
+/// Where an unauthenticated request came from (for the audit `actor` of public routes).
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientInfo {
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect::<String>()),
+        })
+    }
+}
+
+/// The `session` actor of an audit event.
+pub fn session_actor(user: &User, ip: Option<String>, user_agent: Option<String>) -> Value {
+    json!({
+        "type": "session",
+        "session": {
+            "user": {"id": user.id.as_str(), "email": user.email},
+            "ip_address": ip,
+            "user_agent": user_agent,
+        },
+    })
+}
+
+/// Looks up the principal's membership of `project` (organization owners need no lookup: they
+/// own every project) and returns their capability there.
+pub async fn project_access<'a>(
+    state: &AppState,
+    principal: &'a Principal,
+    project: &'a ProjectId,
+) -> Result<ProjectCap<'a>, ApiError> {
+    let membership = match principal.org_role {
+        OrgRole::Owner => None,
+        OrgRole::Reader => state
+            .projects
+            .project_role(project, &principal.user_id)
+            .await?
+            .map(|r| ProjectRole::from_db(&r)),
+    };
+    Ok(principal.in_project(project, membership))
+}
+
+/// A principal's standing in one project.
+pub struct ProjectCap<'a> {
+    principal: &'a Principal,
+    project: &'a ProjectId,
+    access: ProjectAccess,
+}
+
+impl<'a> ProjectCap<'a> {
+    pub fn access(&self) -> ProjectAccess {
+        self.access
+    }
+
+    pub fn read(&self) -> Result<(), ApiError> {
+        Ok(self.access.check_read()?)
+    }
+
+    /// Project owners: the project's keys, service accounts, members and limits.
+    pub fn manage(&self) -> Result<ProjectWrite<'a>, ApiError> {
+        self.access.check_manage()?;
+        Ok(self.write())
+    }
+
+    /// One key owned by `owner`: project owners manage every key, members their own.
+    pub fn manage_key(&self, owner: &KeyOwnerId) -> Result<ProjectWrite<'a>, ApiError> {
+        self.access.check_key(&self.principal.user_id, owner)?;
+        Ok(self.write())
+    }
+
+    fn write(&self) -> ProjectWrite<'a> {
+        ProjectWrite {
+            principal: self.principal,
+            project: self.project,
+        }
+    }
+}
+
+/// Permission to change one project; builds its audit events.
+pub struct ProjectWrite<'a> {
+    principal: &'a Principal,
+    project: &'a ProjectId,
+}
+
+impl ProjectWrite<'_> {
+    pub fn project(&self) -> &ProjectId {
+        self.project
+    }
+
+    pub fn user_id(&self) -> &UserId {
+        &self.principal.user_id
+    }
+
+    pub fn event(&self, event_type: &str, details: Value) -> AuditEvent {
+        AuditEvent::new(
+            event_type,
+            Some(self.project),
+            self.principal.actor.clone(),
+            details,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyplane_core::keys::KeyHasher;
+    use keyplane_core::model::KeyOwner;
+    use keyplane_core::scopes::Permissions;
+
+    fn person(role: OrgRole) -> User {
+        User {
+            id: UserId::generate(),
+            email: "p@example.com".into(),
+            name: "p".into(),
+            role,
+            added_at: 1,
+        }
+    }
+
+    fn admin_key_of(user: &User, permissions: Permissions) -> Admin {
+        let (_, m) = KeyHasher::new(None).generate(KeyKind::Admin);
+        let key = ApiKey {
+            id: m.id,
+            kind: KeyKind::Admin,
+            project_id: None,
+            name: "k".into(),
+            redacted_value: m.redacted_value,
+            hash: m.hash,
+            permissions,
+            created_at: 1,
+            expires_at: None,
+            last_used_at: None,
+            owner: KeyOwner {
+                id: KeyOwnerId::User(user.id.clone()),
+                name: user.name.clone(),
+                email: Some(user.email.clone()),
+                created_at: 1,
+                role: user.role.as_str().to_owned(),
+            },
+            owner_active: true,
+            project_archived: false,
+        };
+        Admin(Caller {
+            key: Arc::new(key),
+            ip: None,
+            user_agent: None,
+        })
+    }
+
+    #[test]
+    fn an_admin_key_acts_with_its_owners_role() {
+        let owner = admin_key_of(&person(OrgRole::Owner), Permissions::All);
+        assert!(owner.read().is_ok() && owner.write().is_ok());
+        let reader = admin_key_of(&person(OrgRole::Reader), Permissions::All);
+        assert!(reader.read().is_ok());
+        let err = reader
+            .write()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("Missing scopes: api.management.write"),
+            "{err}"
+        );
+        let read_only = Permissions::parse(Some(&["api.management.read".to_owned()])).unwrap();
+        let restricted = admin_key_of(&person(OrgRole::Owner), read_only);
+        assert!(restricted.read().is_ok() && restricted.write().is_err());
+        // Org owners own every project, without a membership.
+        let cap = owner.write().unwrap();
+        let principal = cap.principal().unwrap();
+        let project = ProjectId::generate();
+        assert!(principal.in_project(&project, None).manage().is_ok());
+    }
+
+    #[test]
+    fn a_project_owner_cannot_touch_another_project() {
+        let reader = person(OrgRole::Reader);
+        let principal = Principal::session(&reader, Some("10.0.0.1".into()), None);
+        let (mine, other) = (ProjectId::generate(), ProjectId::generate());
+        let owned = principal.in_project(&mine, Some(ProjectRole::Owner));
+        let write = owned.manage().unwrap();
+        let event = write.event("service_account.created", json!({"id": "svc_acct_1"}));
+        assert_eq!(event.project_id.as_deref(), Some(mine.as_str()));
+        assert_eq!(event.actor["type"], "session");
+        assert_eq!(event.index.actor_id.as_deref(), Some(reader.id.as_str()));
+        let foreign = principal.in_project(&other, None);
+        assert!(foreign.read().is_err());
+        assert!(foreign.manage().is_err());
+        assert!(foreign
+            .manage_key(&KeyOwnerId::User(reader.id.clone()))
+            .is_err());
+    }
+
+    #[test]
+    fn a_member_manages_only_their_own_keys() {
+        let me = person(OrgRole::Reader);
+        let someone = person(OrgRole::Reader);
+        let principal = Principal::session(&me, None, None);
+        let project = ProjectId::generate();
+        let member = principal.in_project(&project, Some(ProjectRole::Member));
+        assert!(member.read().is_ok());
+        assert!(member.manage_key(&KeyOwnerId::User(me.id.clone())).is_ok());
+        let err = member
+            .manage_key(&KeyOwnerId::User(someone.id.clone()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("own keys"), "{err}");
+        assert!(member.manage().is_err());
+        assert_eq!(member.access(), ProjectAccess::Member);
     }
 }

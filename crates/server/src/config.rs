@@ -34,6 +34,14 @@ pub struct Config {
     pub gateway_max_body_bytes: usize,
     pub alert_webhook_url: Option<String>,
     pub alert_webhook_secret: Option<SecretString>,
+    /// Base URL people reach Keyplane at, for invite and setup links
+    /// (`KEYPLANE_PUBLIC_URL`; default `http://{listen}`).
+    pub public_url: String,
+    /// The first owner's password for `init` (`KEYPLANE_OWNER_PASSWORD[_FILE]`); without it
+    /// `init` prints a one-time setup link.
+    pub owner_password: Option<SecretString>,
+    /// Audit events older than this many days are pruned; `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
 /// An OpenAI-compatible provider the gateway forwards to.
@@ -109,6 +117,8 @@ struct FileConfig {
     gateway_max_body_bytes: Option<usize>,
     alert_webhook_url: Option<String>,
     alert_webhook_secret_file: Option<PathBuf>,
+    public_url: Option<String>,
+    audit_retention_days: Option<u32>,
     #[serde(default)]
     upstreams: Vec<FileUpstream>,
     #[serde(default)]
@@ -214,7 +224,24 @@ impl Config {
                 alert_webhook_secret = Some(read_secret_file("alert_webhook_secret_file", path)?);
             }
         }
+        let public_url = match std::env::var("KEYPLANE_PUBLIC_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or(file.public_url.clone())
+        {
+            Some(url) => check_url("public_url", &url)?,
+            None => format!("http://{listen}"),
+        };
+        if file.audit_retention_days == Some(0) {
+            return Err(ConfigError::Invalid(
+                "audit_retention_days must be at least 1 (leave it out to keep events forever)"
+                    .into(),
+            ));
+        }
         Ok(Config {
+            public_url,
+            owner_password: secret_from_env("KEYPLANE_OWNER_PASSWORD")?,
+            audit_retention_days: file.audit_retention_days,
             upstreams,
             models,
             upstream_timeout: Duration::from_secs(file.upstream_timeout_secs.unwrap_or(600)),

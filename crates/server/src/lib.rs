@@ -9,6 +9,8 @@ pub mod extract;
 pub mod gateway;
 pub mod keycache;
 pub mod openapi;
+pub mod password;
+pub mod retention;
 pub mod router;
 pub mod startup;
 pub mod state;

@@ -6,7 +6,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -16,6 +16,7 @@ pub fn build(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(crate::openapi::serve))
+        .route("/v1/invites/accept", post(crate::admin::accept_invite))
         .nest("/v1/organization", crate::admin::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

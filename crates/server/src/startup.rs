@@ -9,9 +9,10 @@ use crate::keycache::KeyVerifier;
 use crate::state::AppState;
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use keyplane_core::ids::{OrgId, UserId};
+use keyplane_core::ids::{InviteId, OrgId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind, PlaintextKey};
 use keyplane_core::model::{AuditEvent, KeyOwnerId, NewApiKey, OrgRole, Organization, User};
+use keyplane_core::people::{Invite, InviteToken, OwnerCredential, Password};
 use keyplane_core::ports::{OrgStore, StoreError};
 use keyplane_core::scopes::Permissions;
 use keyplane_store::{Db, PoolSettings, Store};
@@ -40,7 +41,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         )
     })?;
     db.migrate().await?;
-    Ok(Store::new(db))
+    let store = Store::new(db);
+    store.backfill_audit_index().await?;
+    Ok(store)
 }
 
 pub fn hasher(config: &Config) -> KeyHasher {
@@ -58,6 +61,8 @@ pub enum InitError {
     AlreadyInitialized(String),
     #[error("invalid owner email '{0}'")]
     InvalidEmail(String),
+    #[error("invalid owner password (KEYPLANE_OWNER_PASSWORD): {0}")]
+    Password(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -127,8 +132,51 @@ pub async fn initialize(
             json!({"id": key.id.as_str(), "data": {"scopes": null}}),
         ),
     ];
-    match store.initialize(&org, &owner, &key, &events).await {
-        Ok(()) => Ok(plain),
+    // The owner signs in with KEYPLANE_OWNER_PASSWORD, or sets a password through a one-time
+    // setup link (an invite for the owner, accepted at POST /v1/invites/accept).
+    let (credential, setup_token) = match &config.owner_password {
+        Some(raw) => {
+            let password = Password::parse(raw.expose_secret())
+                .map_err(|e| InitError::Password(e.to_string()))?;
+            let hash = crate::password::hash_now(password.expose())
+                .map_err(|e| InitError::Password(e.to_string()))?;
+            (OwnerCredential::PasswordHash(hash), None)
+        }
+        None => {
+            let token = InviteToken::generate();
+            let invite = Invite {
+                id: InviteId::generate(),
+                email: owner.email.clone(),
+                role: OrgRole::Owner,
+                projects: Vec::new(),
+                created_at: now,
+                expires_at: now + Invite::LIFETIME,
+                accepted_at: None,
+            };
+            let token_hash = token.hash();
+            (
+                OwnerCredential::SetupInvite { invite, token_hash },
+                Some(token),
+            )
+        }
+    };
+    match store
+        .initialize_with(&org, &owner, &credential, &key, &events)
+        .await
+    {
+        Ok(()) => {
+            if let Some(token) = setup_token {
+                // stderr, like every other message of `init`: stdout carries the admin key only.
+                eprintln!(
+                    "Set the owner's password within 7 days with this one-time link: {}/setup/{}\n\
+                     (or POST {{\"token\": \"{}\", \"password\": \"…\"}} to /v1/invites/accept)",
+                    config.public_url.trim_end_matches('/'),
+                    token.expose(),
+                    token.expose()
+                );
+            }
+            Ok(plain)
+        }
         Err(StoreError::Conflict(_)) => Err(InitError::AlreadyInitialized(
             store
                 .organization()
@@ -157,6 +205,7 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
         keys: store.clone(),
         service_accounts: store.clone(),
         audit: store.clone(),
+        people: store.clone(),
         policies: store.clone(),
         usage: store.clone(),
         alerts: store,
@@ -239,6 +288,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
+    let retention_task = config.audit_retention_days.map(|days| {
+        #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+        tokio::spawn(crate::retention::run(
+            state.audit.clone(),
+            days,
+            stop_tx.subscribe(),
+        ))
+    });
+
     let app = crate::router::build(state);
     axum::serve(
         listener,
@@ -251,6 +309,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = flusher.await;
     let _ = meter_task.await;
     let _ = alert_task.await;
+    if let Some(task) = retention_task {
+        let _ = task.await;
+    }
     store.db().close().await;
     Ok(())
 }

@@ -2,8 +2,8 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
 use keyplane_core::ports::{
-    AlertStore, AuditStore, KeyStore, OrgStore, PolicyStore, ProjectStore, ServiceAccountStore,
-    UsageStore,
+    AlertStore, AuditStore, KeyStore, OrgStore, PeopleStore, PolicyStore, ProjectStore,
+    ServiceAccountStore, UsageStore,
 };
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ pub struct Services {
     pub keys: Arc<dyn KeyStore>,
     pub service_accounts: Arc<dyn ServiceAccountStore>,
     pub audit: Arc<dyn AuditStore>,
+    pub people: Arc<dyn PeopleStore>,
     pub policies: Arc<dyn PolicyStore>,
     pub usage: Arc<dyn UsageStore>,
     pub alerts: Arc<dyn AlertStore>,

@@ -8,6 +8,7 @@ mod alerts;
 mod audit;
 mod keys;
 mod org;
+mod people;
 mod policy;
 mod projects;
 mod rows;
@@ -44,8 +45,9 @@ macro_rules! write_events {
     ($tx:expr, $events:expr) => {
         for event in $events {
             sqlx::query(
-                "INSERT INTO audit_events (id, event_type, effective_at, project_id, actor, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO audit_events (id, event_type, effective_at, project_id, actor, details, \
+                 actor_id, actor_key_id, actor_email, resource_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&event.id)
             .bind(&event.event_type)
@@ -53,6 +55,10 @@ macro_rules! write_events {
             .bind(&event.project_id)
             .bind(event.actor.to_string())
             .bind(event.details.to_string())
+            .bind(&event.index.actor_id)
+            .bind(&event.index.actor_key_id)
+            .bind(&event.index.actor_email)
+            .bind(&event.index.resource_id)
             .execute(&mut *$tx)
             .await
             .map_err($crate::db_err)?;

@@ -1,9 +1,11 @@
 use crate::keys::insert_key;
+use crate::people::insert_invite;
 use crate::rows::UserRow;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::UserId;
 use keyplane_core::model::{AuditEvent, NewApiKey, Organization, User};
+use keyplane_core::people::OwnerCredential;
 use keyplane_core::ports::{OrgStore, StoreError, StoreResult};
 
 #[derive(sqlx::FromRow)]
@@ -27,13 +29,18 @@ impl OrgStore for Store {
         }))
     }
 
-    async fn initialize(
+    async fn initialize_with(
         &self,
         org: &Organization,
         owner: &User,
+        credential: &OwnerCredential,
         admin_key: &NewApiKey,
         events: &[AuditEvent],
     ) -> StoreResult<()> {
+        let password_hash = match credential {
+            OwnerCredential::PasswordHash(h) => Some(h.as_str()),
+            _ => None,
+        };
         let already = || StoreError::Conflict("this database already holds an organization".into());
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
@@ -54,15 +61,22 @@ impl OrgStore for Store {
                     StoreError::Conflict(_) => already(),
                     other => other,
                 })?;
-            sqlx::query("INSERT INTO users (id, email, name, role, added_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(owner.id.as_str())
-                .bind(&owner.email)
-                .bind(&owner.name)
-                .bind(owner.role.as_str())
-                .bind(owner.added_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO users (id, email, name, role, added_at, password_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(owner.id.as_str())
+            .bind(&owner.email)
+            .bind(&owner.name)
+            .bind(owner.role.as_str())
+            .bind(owner.added_at)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let OwnerCredential::SetupInvite { invite, token_hash } = credential {
+                insert_invite!(tx, invite, token_hash, Some(owner.id.as_str()));
+            }
             insert_key!(tx, admin_key);
             write_events!(tx, events);
             tx.commit().await.map_err(db_err)

@@ -1,5 +1,6 @@
 //! Row shapes read back from SQL and their conversion into domain objects.
 
+use keyplane_core::audit::AuditIndex;
 use keyplane_core::ids::{ProjectId, ServiceAccountId, UserId};
 use keyplane_core::keys::{KeyHash, KeyId, KeyKind};
 use keyplane_core::model::{
@@ -173,7 +174,14 @@ pub(crate) struct AuditRow {
     pub project_id: Option<String>,
     pub actor: String,
     pub details: String,
+    pub actor_id: Option<String>,
+    pub actor_key_id: Option<String>,
+    pub actor_email: Option<String>,
+    pub resource_id: Option<String>,
 }
+
+pub(crate) const AUDIT_COLUMNS: &str = "id, event_type, effective_at, project_id, actor, details, \
+     actor_id, actor_key_id, actor_email, resource_id";
 
 impl From<AuditRow> for AuditEvent {
     fn from(r: AuditRow) -> Self {
@@ -184,6 +192,12 @@ impl From<AuditRow> for AuditEvent {
             project_id: r.project_id,
             actor: serde_json::from_str(&r.actor).unwrap_or(serde_json::Value::Null),
             details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+            index: AuditIndex {
+                actor_id: r.actor_id,
+                actor_key_id: r.actor_key_id,
+                actor_email: r.actor_email,
+                resource_id: r.resource_id,
+            },
         }
     }
 }

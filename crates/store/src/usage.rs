@@ -18,7 +18,7 @@ struct Row {
     output_tokens: i64,
     cached_tokens: i64,
     images: i64,
-    cost_micro_usd: i64,
+    cost_nano_usd: i64,
 }
 
 /// `AND col IN ($n, …)` for a non-empty list, numbering placeholders from `next`.
@@ -59,7 +59,7 @@ impl UsageStore for Store {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO usage_minutes (minute, family, project_id, api_key_id, user_id, \
                      service_account_id, model, requests, input_tokens, output_tokens, cached_tokens, \
-                     images, cost_micro_usd) ",
+                     images, cost_nano_usd) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(r.minute)
@@ -74,7 +74,7 @@ impl UsageStore for Store {
                         .push_bind(r.output_tokens)
                         .push_bind(r.cached_tokens)
                         .push_bind(r.images)
-                        .push_bind(r.cost_micro_usd);
+                        .push_bind(r.cost_nano_usd);
                 });
                 q.push(
                     " ON CONFLICT (minute, family, project_id, api_key_id, model) DO UPDATE SET \
@@ -83,7 +83,7 @@ impl UsageStore for Store {
                      output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
                      cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
                      images = usage_minutes.images + excluded.images, \
-                     cost_micro_usd = usage_minutes.cost_micro_usd + excluded.cost_micro_usd",
+                     cost_nano_usd = usage_minutes.cost_nano_usd + excluded.cost_nano_usd",
                 );
                 q.build().execute(&mut *tx).await.map_err(db_err)?;
             }
@@ -98,7 +98,7 @@ impl UsageStore for Store {
              MAX(user_id) AS user_id, MAX(service_account_id) AS service_account_id, model, \
              CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
              CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
-             CAST(SUM(images) AS BIGINT) AS images, CAST(SUM(cost_micro_usd) AS BIGINT) AS cost_micro_usd \
+             CAST(SUM(images) AS BIGINT) AS images, CAST(SUM(cost_nano_usd) AS BIGINT) AS cost_nano_usd \
              FROM usage_minutes WHERE minute >= $2 AND minute < $3",
         );
         let mut next = 4;
@@ -137,7 +137,7 @@ impl UsageStore for Store {
                 output_tokens: r.output_tokens,
                 cached_tokens: r.cached_tokens,
                 images: r.images,
-                cost_micro_usd: r.cost_micro_usd,
+                cost_nano_usd: r.cost_nano_usd,
             })
             .collect())
     }
@@ -145,7 +145,7 @@ impl UsageStore for Store {
     async fn cost_since(&self, project: Option<&ProjectId>, since: i64) -> StoreResult<i64> {
         let total: Option<i64> = on_pool!(&self.db, pool => {
             sqlx::query_scalar(
-                "SELECT CAST(SUM(cost_micro_usd) AS BIGINT) FROM usage_minutes \
+                "SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_minutes \
                  WHERE minute >= $1 AND ($2 = '' OR project_id = $2)",
             )
             .bind(since)

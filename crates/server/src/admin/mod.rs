@@ -2,14 +2,19 @@
 
 mod admin_keys;
 mod audit_logs;
+mod invites;
 mod model_permissions;
 mod project_keys;
+mod project_users;
 mod projects;
 mod rate_limits;
 mod service_accounts;
 mod spend;
 mod usage;
+mod users;
 mod views;
+
+pub use invites::accept as accept_invite;
 
 use crate::error::ApiError;
 use crate::extract::int_param;
@@ -60,6 +65,28 @@ pub fn router() -> Router<AppState> {
             post(service_accounts::create_key),
         )
         .route("/audit_logs", get(audit_logs::list))
+        .route("/users", get(users::list))
+        .route(
+            "/users/{user_id}",
+            get(users::retrieve)
+                .post(users::modify)
+                .delete(users::delete),
+        )
+        .route("/invites", get(invites::list).post(invites::create))
+        .route(
+            "/invites/{invite_id}",
+            get(invites::retrieve).delete(invites::delete),
+        )
+        .route(
+            "/projects/{project_id}/users",
+            get(project_users::list).post(project_users::create),
+        )
+        .route(
+            "/projects/{project_id}/users/{user_id}",
+            get(project_users::retrieve)
+                .post(project_users::modify)
+                .delete(project_users::delete),
+        )
         .route("/projects/{project_id}/rate_limits", get(rate_limits::list))
         .route(
             "/projects/{project_id}/rate_limits/{rate_limit_id}",

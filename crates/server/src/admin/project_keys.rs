@@ -1,6 +1,6 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
-use crate::auth::Admin;
+use crate::auth::{project_access, Admin};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -8,7 +8,7 @@ use axum::extract::State;
 use keyplane_api_types::{self as api, CreateProjectApiKey, List, UpdateProjectApiKey};
 use keyplane_core::keys::{KeyId, KeyKind};
 use keyplane_core::model::{
-    ApiKey, ExpiresIn, KeyOwnerId, KeyUpdate, Name, OwnerAccessFilter, Project,
+    ApiKey, ExpiresIn, KeyOwnerId, KeyUpdate, Name, OrgRole, OwnerAccessFilter, Project,
 };
 use keyplane_core::ports::KeyListFilter;
 use keyplane_core::scopes::Permissions;
@@ -53,13 +53,36 @@ pub async fn create(
     let cap = admin.write()?;
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
+    let owner = match body.user_id.as_deref() {
+        None => cap.user_id()?,
+        Some(raw) => {
+            // The key's owner must have access to the project, or the key would be born
+            // inactive.
+            let user = super::users::find(&state, raw).await?;
+            let member = state.projects.project_role(&project.id, &user.id).await?;
+            if member.is_none() && user.role != OrgRole::Owner {
+                return Err(ApiError::invalid(
+                    Some("user_id"),
+                    format!(
+                        "User '{}' is not a member of project '{}'. Add them first.",
+                        user.id, project.id
+                    ),
+                ));
+            }
+            user.id
+        }
+    };
+    let principal = cap.principal()?;
+    project_access(&state, &principal, &project.id)
+        .await?
+        .manage_key(&KeyOwnerId::User(owner.clone()))?;
     let now = keyplane_core::time::now();
     let spec = KeySpec {
         kind: KeyKind::Project,
         project_id: Some(project.id.clone()),
         name: Name::parse("name", &body.name)?,
         permissions: Permissions::parse(body.scopes.as_deref())?,
-        owner: KeyOwnerId::User(cap.user_id()?),
+        owner: KeyOwnerId::User(owner),
         now,
         expires_at: body
             .expires_in_seconds
@@ -113,6 +136,10 @@ pub async fn update(
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let key = find(&state, &project, &key_id).await?;
+    let principal = cap.principal()?;
+    project_access(&state, &principal, &project.id)
+        .await?
+        .manage_key(&key.owner.id)?;
     let now = keyplane_core::time::now();
     let update = KeyUpdate {
         name: body
@@ -156,6 +183,10 @@ pub async fn delete(
     let cap = admin.write()?;
     let project = find_project(&state, &project_id).await?;
     let key = find(&state, &project, &key_id).await?;
+    let principal = cap.principal()?;
+    project_access(&state, &principal, &project.id)
+        .await?
+        .manage_key(&key.owner.id)?;
     let event = cap.event(
         "api_key.deleted",
         Some(&project.id),

@@ -36,13 +36,15 @@ fn window(q: &QueryParams, family: Option<UsageFamily>, costs: bool) -> Result<W
             "Missing required parameter: 'start_time' (Unix seconds).",
         )
     })?;
-    let end = int_param("end_time", q.get("end_time"))?.unwrap_or_else(keyplane_core::time::now);
-    if !(0..=4_102_444_800).contains(&start) || end <= start {
+    let end_param = int_param("end_time", q.get("end_time"))?;
+    if !(0..=4_102_444_800).contains(&start) || end_param.is_some_and(|e| e <= start) {
         return Err(ApiError::invalid(
             Some("end_time"),
             "Invalid time range: 'start_time' must be a Unix time before 'end_time'.",
         ));
     }
+    // Without `end_time` the range runs to now (and always covers `start_time` itself).
+    let end = end_param.unwrap_or_else(|| keyplane_core::time::now().max(start + 1));
     let width = BucketWidth::parse(q.get("bucket_width"))?;
     if costs && width != BucketWidth::Day {
         return Err(ApiError::invalid(
@@ -50,6 +52,9 @@ fn window(q: &QueryParams, family: Option<UsageFamily>, costs: bool) -> Result<W
             "Costs support only bucket_width=1d.",
         ));
     }
+    let w = width.seconds();
+    // Buckets sit on whole minutes/hours/UTC days, so the bucket holding `start_time` is whole.
+    let origin = start - start.rem_euclid(w);
     let (default_limit, max_limit) = width.page_bounds();
     let limit = int_param("limit", q.get("limit"))?.unwrap_or(default_limit);
     if !(1..=max_limit).contains(&limit) {
@@ -60,16 +65,16 @@ fn window(q: &QueryParams, family: Option<UsageFamily>, costs: bool) -> Result<W
     }
     // `page` is the opaque cursor we returned as `next_page`: `page_<bucket start>`.
     let first_bucket = match q.get("page") {
-        None | Some("") => start,
+        None | Some("") => origin,
         Some(p) => p
             .strip_prefix("page_")
             .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n >= start && *n < end && (n - start) % width.seconds() == 0)
+            .filter(|n| *n >= origin && *n < end && (n - origin) % w == 0)
             .ok_or_else(|| {
                 ApiError::invalid(Some("page"), format!("Invalid 'page': '{}'.", shown(p)))
             })?,
     };
-    let total = (end - first_bucket + width.seconds() - 1) / width.seconds();
+    let total = (end - first_bucket + w - 1) / w;
     let buckets = total.min(limit);
     let group_by = q.all("group_by");
     for g in &group_by {
@@ -86,7 +91,8 @@ fn window(q: &QueryParams, family: Option<UsageFamily>, costs: bool) -> Result<W
     }
     let filter = UsageFilter {
         start: first_bucket,
-        end: (first_bucket + buckets * width.seconds()).min(end),
+        // Rows are whole minutes: the minute holding `end_time` is read.
+        end: (first_bucket + buckets * w).min(end + 59 - (end + 59).rem_euclid(60)),
         family: family.map(|f| f.as_str().to_owned()),
         project_ids: q.all("project_ids"),
         api_key_ids: q.all("api_key_ids"),
@@ -255,7 +261,7 @@ pub async fn costs(
                     fields.insert("object".into(), json!("organization.costs.result"));
                     fields.insert(
                         "amount".into(),
-                        json!({"value": totals.cost_micro_usd as f64 / 1e6, "currency": "usd"}),
+                        json!({"value": totals.cost_nano_usd as f64 / keyplane_core::usage::NANO_USD_PER_USD, "currency": "usd"}),
                     );
                     fields.insert(
                         "line_item".into(),

@@ -1,7 +1,9 @@
 //! Domain objects rendered as the API's JSON shapes.
 
 use keyplane_api_types as api;
-use keyplane_core::model::{ApiKey, KeyOwnerId, Project, ServiceAccount};
+use keyplane_core::model::{ApiKey, KeyOwnerId, Project, ServiceAccount, User};
+use keyplane_core::people::{Invite, ProjectUser};
+use keyplane_core::time::UnixSeconds;
 
 pub fn project(p: &Project) -> api::Project {
     api::Project {
@@ -96,6 +98,50 @@ pub fn service_account(s: &ServiceAccount) -> api::ServiceAccount {
         name: s.name.clone(),
         role: s.role.clone(),
         created_at: s.created_at,
+    }
+}
+
+pub fn user(u: &User) -> api::User {
+    api::User {
+        object: "organization.user".to_owned(),
+        id: u.id.to_string(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        role: u.role.as_str().to_owned(),
+        added_at: u.added_at,
+    }
+}
+
+pub fn invite(i: &Invite, now: UnixSeconds) -> api::Invite {
+    api::Invite {
+        object: "organization.invite".to_owned(),
+        id: i.id.to_string(),
+        email: i.email.clone(),
+        role: i.role.as_str().to_owned(),
+        status: i.status(now).as_str().to_owned(),
+        created_at: i.created_at,
+        expires_at: Some(i.expires_at),
+        accepted_at: i.accepted_at,
+        projects: i
+            .projects
+            .iter()
+            .map(|p| api::InviteProject {
+                id: p.id.to_string(),
+                role: p.role.as_str().to_owned(),
+            })
+            .collect(),
+        accept_url: None,
+    }
+}
+
+pub fn project_user(m: &ProjectUser) -> api::ProjectUser {
+    api::ProjectUser {
+        object: "organization.project.user".to_owned(),
+        id: m.user.id.to_string(),
+        name: m.user.name.clone(),
+        email: m.user.email.clone(),
+        role: m.role.as_str().to_owned(),
+        added_at: m.added_at,
     }
 }
 

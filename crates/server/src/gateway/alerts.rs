@@ -47,16 +47,25 @@ impl AlertEvaluator {
         let period = month_start(now);
         for alert in alerts {
             let project = alert.project_id.clone().map(ProjectId::from_trusted);
-            let Ok(spent_micro) = self.usage.cost_since(project.as_ref(), period).await else {
+            let Ok(spent_nano) = self.usage.cost_since(project.as_ref(), period).await else {
                 continue;
             };
-            if spent_micro < alert.threshold_amount.saturating_mul(10_000) {
+            if spent_nano
+                < alert
+                    .threshold_amount
+                    .saturating_mul(keyplane_core::usage::NANO_USD_PER_CENT)
+            {
                 continue;
             }
             match self.alerts.record_firing(&alert.id, period, now).await {
                 Ok(true) => {
-                    self.deliver(&alert, spent_micro / 10_000, period, now)
-                        .await
+                    self.deliver(
+                        &alert,
+                        spent_nano / keyplane_core::usage::NANO_USD_PER_CENT,
+                        period,
+                        now,
+                    )
+                    .await
                 }
                 Ok(false) => {}
                 Err(e) => {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 type RowKey = (i64, String, String, String, String);
 
-/// Month-to-date spend per project, in micro-USD.
+/// Month-to-date spend per project, in nano-USD.
 #[derive(Default)]
 struct Spend {
     month_start: i64,
@@ -44,29 +44,29 @@ impl Meter {
 
     /// Records one request's usage (a channel send) and adds its cost to the project's spend.
     pub fn record(&self, row: UsageRow) {
-        if row.cost_micro_usd != 0 {
+        if row.cost_nano_usd != 0 {
             if let Ok(mut spend) = self.spend.lock() {
-                if let Some((micro, _)) = spend.loaded.get_mut(&row.project_id) {
-                    *micro += row.cost_micro_usd;
+                if let Some((nano, _)) = spend.loaded.get_mut(&row.project_id) {
+                    *nano += row.cost_nano_usd;
                 }
             }
         }
         let _ = self.tx.send(row);
     }
 
-    /// The project's spend since `month_start` (micro-USD), from memory when fresh.
+    /// The project's spend since `month_start` (nano-USD), from memory when fresh.
     pub async fn month_spend(&self, project: &str, month_start: i64) -> Option<i64> {
         if let Ok(spend) = self.spend.lock() {
             if spend.month_start == month_start {
-                if let Some((micro, at)) = spend.loaded.get(project) {
+                if let Some((nano, at)) = spend.loaded.get(project) {
                     if at.elapsed() < SPEND_REFRESH {
-                        return Some(*micro);
+                        return Some(*nano);
                     }
                 }
             }
         }
         let pid = keyplane_core::ids::ProjectId::from_trusted(project.to_owned());
-        let micro = self.store.cost_since(Some(&pid), month_start).await.ok()?;
+        let nano = self.store.cost_since(Some(&pid), month_start).await.ok()?;
         if let Ok(mut spend) = self.spend.lock() {
             if spend.month_start != month_start {
                 spend.month_start = month_start;
@@ -74,9 +74,9 @@ impl Meter {
             }
             spend
                 .loaded
-                .insert(project.to_owned(), (micro, std::time::Instant::now()));
+                .insert(project.to_owned(), (nano, std::time::Instant::now()));
         }
-        Some(micro)
+        Some(nano)
     }
 
     /// The flush loop: runs until `stop` fires and the channel is drained.

@@ -214,13 +214,14 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .unwrap_or(parts.uri.path())
         .to_owned();
     let endpoint = endpoints::classify(parts.method.as_str(), &path);
-    if !key.permissions.allows(endpoint.scope) {
-        return Err(missing_scope(&key, endpoint.scope));
-    }
-
+    // Read the body before any refusal: answering before it arrived would cost the client its
+    // kept-alive connection.
     let body = axum::body::to_bytes(body, gw.max_body)
         .await
         .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+    if !key.permissions.allows(endpoint.scope) {
+        return Err(missing_scope(&key, endpoint.scope));
+    }
     let is_json = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -263,7 +264,11 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     if let Some(limit) = &policy.spend_limit {
         let month = keyplane_core::policy::month_start(keyplane_core::time::now());
         if let Some(spent) = gw.meter.month_spend(project_id.as_str(), month).await {
-            if spent >= limit.threshold_amount.saturating_mul(10_000) {
+            if spent
+                >= limit
+                    .threshold_amount
+                    .saturating_mul(keyplane_core::usage::NANO_USD_PER_CENT)
+            {
                 return Err(ApiError::QuotaExceeded(format!(
                     "You exceeded your current quota: project {project_id} has reached its spend \
                      limit of ${:.2} for this month. Raise or remove the limit at \
@@ -274,8 +279,9 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         }
     }
 
-    // Rate limits apply per model; reserve prompt (≈ bytes / 4) plus the output cap.
-    let reserved = (body.len() as u64) / 4 + facts.max_output;
+    // Rate limits apply per model. As OpenAI documents it, a request counts the larger of its
+    // `max_tokens` and its estimated size (≈ 4 bytes per token); real usage settles it later.
+    let reserved = facts.max_output.max(body.len() as u64 / 4);
     let mut limits: Option<EffectiveLimits> = None;
     let mut decision: Option<Decision> = None;
     if let Some(spec) = &spec {
@@ -285,20 +291,39 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
             .admit(project_id.as_str(), &l, reserved, facts.images);
         if let Some((kind, adm, requested)) = d.refused {
             let (what, kind_str) = kind.describe();
-            let mut resp = ApiError::RateLimited {
-                message: format!(
+            // A request larger than the whole limit can never pass: say so.
+            let never_fits = requested > adm.limit;
+            let message = if never_fits {
+                format!(
+                    "Request too large for {} in project {project_id} on {what}: Limit {}, \
+                     Requested {requested}. The input or output tokens must be reduced in order \
+                     to run successfully.",
+                    spec.name, adm.limit
+                )
+            } else {
+                format!(
                     "Rate limit reached for {} in project {project_id} on {what}: Limit {}, \
                      Remaining {}, Requested {requested}. Please try again in {}.",
                     spec.name,
                     adm.limit,
                     adm.remaining,
                     format_reset(adm.retry_after)
-                ),
+                )
+            };
+            let mut resp = ApiError::RateLimited {
+                message,
                 kind: kind_str,
             }
             .into_response();
             rate_headers(resp.headers_mut(), &d);
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs(adm.retry_after).to_string()) {
+            // Every 429 carries `retry-after`; for a request that can never fit it is the time
+            // until the budget is full again.
+            let wait = if never_fits {
+                adm.reset
+            } else {
+                adm.retry_after
+            };
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             return Ok(resp);
@@ -522,7 +547,7 @@ impl MeterCtx {
             output_tokens: u.output as i64,
             cached_tokens: u.cached as i64,
             images: self.images as i64,
-            cost_micro_usd: (cost * 1e6).round() as i64,
+            cost_nano_usd: (cost * keyplane_core::usage::NANO_USD_PER_USD).round() as i64,
         });
     }
 }

@@ -17,6 +17,9 @@ pub struct ProjectPolicy {
     pub spend_limit: Option<SpendLimit>,
 }
 
+/// The limiter's name for every model that is neither in the catalog nor overridden.
+pub const OTHER_MODELS: &str = "(other models)";
+
 pub struct Policies {
     store: Arc<dyn PolicyStore>,
     models: Arc<Vec<ModelSpec>>,
@@ -73,6 +76,13 @@ impl Policies {
     }
 
     pub fn limits(&self, policy: &ProjectPolicy, spec: &ModelSpec) -> EffectiveLimits {
-        EffectiveLimits::new(spec, policy.overrides.get(&spec.name))
+        let overridden = policy.overrides.get(&spec.name);
+        let mut limits = EffectiveLimits::new(spec, overridden);
+        // Models outside the catalog without an override of their own share one budget, so
+        // made-up model names cannot grow the limiter without bound.
+        if overridden.is_none() && catalog::lookup(&self.models, &spec.name).is_none() {
+            limits.model = OTHER_MODELS.to_owned();
+        }
+        limits
     }
 }

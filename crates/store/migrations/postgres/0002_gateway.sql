@@ -37,7 +37,7 @@ CREATE TABLE usage_minutes (
     output_tokens BIGINT NOT NULL,
     cached_tokens BIGINT NOT NULL,
     images BIGINT NOT NULL,
-    cost_micro_usd BIGINT NOT NULL,
+    cost_nano_usd BIGINT NOT NULL,
     CONSTRAINT usage_minutes_pk PRIMARY KEY (minute, family, project_id, api_key_id, model)
 );
 CREATE INDEX usage_minutes_by_project ON usage_minutes (project_id, minute);

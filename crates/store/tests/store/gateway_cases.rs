@@ -69,7 +69,7 @@ fn row(
         output_tokens: 2 * input,
         cached_tokens: 0,
         images: 0,
-        cost_micro_usd: 10 * requests,
+        cost_nano_usd: 10 * requests,
     }
 }
 
@@ -112,7 +112,7 @@ async fn usage_upserts_add_up_and_bucket() {
                 a60.requests,
                 a60.input_tokens,
                 a60.output_tokens,
-                a60.cost_micro_usd
+                a60.cost_nano_usd
             ),
             (3, 15, 30, 30)
         );

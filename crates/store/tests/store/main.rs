@@ -6,3 +6,4 @@
 mod cases;
 mod gateway_cases;
 mod harness;
+mod people_cases;
