@@ -497,9 +497,11 @@ fn after_retries(retries: u32) -> String {
     }
 }
 
-/// The id kind a 404 is most likely about: the id the server's message names, else the last
-/// id in the path.
+/// The id kind a 404 is most likely about: the innermost id the server's message names (a
+/// message may name the parent too: "No user with id 'u' in project 'p'."), else the last id in
+/// the path.
 fn referenced(call: &Call, message: &str) -> Option<(&'static str, &'static str)> {
+    let mut named = None;
     let mut found = None;
     let mut parent: Option<&str> = None;
     let mut segments = call.segments.iter().skip(1).peekable();
@@ -507,14 +509,14 @@ fn referenced(call: &Call, message: &str) -> Option<(&'static str, &'static str)
         let Some(id) = segments.peek() else { break };
         if let Some(kind) = collection(segment, parent) {
             if message.contains(id.as_str()) {
-                return Some(kind);
+                named = Some(kind);
             }
             found = Some(kind);
         }
         parent = Some(segment);
         segments.next();
     }
-    found
+    named.or(found)
 }
 
 fn parse_success(text: &str, call: &Call) -> Result<Value, CliError> {
@@ -556,4 +558,21 @@ fn is_loopback(url: &Url) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_404_is_about_the_innermost_id_its_message_names() {
+        let call = Call::get(&["organization", "projects", "proj_a", "users", "user-1"]);
+        let kind = |message: &str| referenced(&call, message).map(|(kind, _)| kind);
+        assert_eq!(
+            kind("No user with id 'user-1' in project 'proj_a'."),
+            Some("project user")
+        );
+        assert_eq!(kind("No project with id 'proj_a'."), Some("project"));
+        assert_eq!(kind("Not found."), Some("project user"));
+    }
 }

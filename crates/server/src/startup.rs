@@ -219,7 +219,15 @@ const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `keyplane serve`: open (and if empty, initialize) the database, then serve until
 /// SIGINT/SIGTERM, flushing pending `last_used_at` updates on the way out.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    // A default public URL names the address really bound (`--listen 127.0.0.1:0` included).
+    if config.public_url == format!("http://{}", config.listen) {
+        config.public_url = format!("http://{local}");
+    }
     let config = Arc::new(config);
     let store = open_store(&config).await?;
     if store.organization().await?.is_none() {
@@ -238,10 +246,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     let state = state(config.clone(), store.clone())?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
     // Without TCP_NODELAY, small SSE chunks wait for delayed ACKs (~40 ms each).
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

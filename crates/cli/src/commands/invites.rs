@@ -83,11 +83,18 @@ pub async fn run(ctx: &Ctx, command: InvitesCommand) -> Result<(), CliError> {
                     .collect::<Result<Vec<_>, _>>()?;
                 body.insert("projects".into(), Value::Array(grants));
             }
-            ctx.one(
-                Call::post(&["organization", "invites"], Value::Object(body)),
-                cols,
-            )
-            .await
+            let call = Call::post(&["organization", "invites"], Value::Object(body));
+            let invite = ctx.conn()?.send(&call).await?;
+            crate::output::object(ctx.format, &invite, cols)?;
+            // The link holds the invite's only copy of its token: show it in a table too.
+            if ctx.format == crate::output::Format::Table {
+                if let Some(url) = invite.get("accept_url").and_then(Value::as_str) {
+                    crate::output::line(&format!(
+                        "\nAccept link (shown once, send it to the invitee): {url}"
+                    ))?;
+                }
+            }
+            Ok(())
         }
         InvitesCommand::Get { invite_id } => {
             ctx.one(Call::get(&["organization", "invites", &invite_id]), cols)

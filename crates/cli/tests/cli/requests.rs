@@ -1,6 +1,6 @@
 //! The exact requests the client sends, checked against a recording loopback server, with the
-//! rendering of canned answers: for the commands whose endpoints Keyplane does not serve yet
-//! (users, project users, invites) and for the query strings a real server would not reveal
+//! rendering of canned answers: the request bodies of users, project users and invites (people.rs
+//! runs them against the real server) and the query strings a real server would not reveal
 //! (usage and costs filters, every audit log filter, percent-encoded ids).
 
 use crate::helpers::{list, FaultServer, Recorded};
