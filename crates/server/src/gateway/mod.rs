@@ -129,6 +129,36 @@ fn facts(body: &[u8], endpoint: &Endpoint) -> Result<RequestFacts, ApiError> {
     })
 }
 
+/// The body with `stream_options.include_usage: true`, the one rewrite the gateway makes. Most
+/// bodies have no `stream_options`: the field is spliced in after the opening brace without
+/// re-encoding the request; otherwise the JSON is rewritten.
+fn with_include_usage(body: &Bytes) -> Result<Bytes, ApiError> {
+    const FIELD: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let open = body.iter().position(|b| !b.is_ascii_whitespace());
+    let has_options = body.windows(16).any(|w| w == b"\"stream_options\"");
+    if let (Some(i), false) = (open, has_options) {
+        let next = body[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
+        if body[i] == b'{' && next.is_some_and(|b| *b != b'}') {
+            let mut out = Vec::with_capacity(body.len() + FIELD.len());
+            out.extend_from_slice(&body[..=i]);
+            out.extend_from_slice(FIELD);
+            out.extend_from_slice(&body[i + 1..]);
+            return Ok(Bytes::from(out));
+        }
+    }
+    let mut json: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(None, format!("Invalid request body: {e}")))?;
+    if let Value::Object(obj) = &mut json {
+        let opts = obj
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    Ok(Bytes::from(serde_json::to_vec(&json).unwrap_or_default()))
+}
+
 /// The `model` field of a multipart form body, if any.
 fn multipart_model(body: &[u8]) -> Option<String> {
     const FIELD: &[u8] = b"name=\"model\"";
@@ -338,18 +368,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         && endpoint.family == endpoints::UsageFamily::Completions
         && !path.starts_with("/responses");
     let outgoing: Bytes = if strip_usage {
-        // The one case that rewrites the body: add `stream_options.include_usage`.
-        let mut json: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid(None, format!("Invalid request body: {e}")))?;
-        if let Value::Object(obj) = &mut json {
-            let opts = obj
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if let Value::Object(o) = opts {
-                o.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
-        Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+        with_include_usage(&body)?
     } else {
         body
     };
@@ -615,6 +634,23 @@ impl Drop for MeteredStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn include_usage_is_added_either_way() {
+        let read = |b: Bytes| serde_json::from_slice::<Value>(&b).unwrap();
+        let spliced =
+            with_include_usage(&Bytes::from_static(br#" {"model":"m","stream":true}"#)).unwrap();
+        let v = read(spliced);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["model"], "m");
+        let rewritten = with_include_usage(&Bytes::from_static(
+            br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        ))
+        .unwrap();
+        let v = read(rewritten);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["x"], 1);
+    }
 
     #[test]
     fn multipart_model_is_found() {

@@ -110,8 +110,8 @@ impl SseObserver {
     }
 
     fn keep(&mut self, event: &[u8]) -> bool {
-        // Cheap test first: most chunks carry no usage at all.
-        if !contains(event, b"\"usage\"") {
+        // Cheap test first: most chunks carry no usage object at all (at most `"usage":null`).
+        if !has_usage_object(event) {
             return true;
         }
         let Some(data) = data_of(event) else {
@@ -141,8 +141,22 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether the event holds `"usage":` followed by an object (not `null`).
+fn has_usage_object(event: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut rest = event;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let value = rest
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .skip(1) // the colon
+            .find(|b| !b.is_ascii_whitespace());
+        if value == Some(&b'{') {
+            return true;
+        }
+    }
+    false
 }
 
 /// The concatenated `data:` lines of one event.
@@ -211,6 +225,15 @@ mod tests {
                 cached: 0
             })
         );
+    }
+
+    #[test]
+    fn only_usage_objects_are_parsed() {
+        assert!(has_usage_object(br#"data: {"usage": {"prompt_tokens":1}}"#));
+        assert!(has_usage_object(br#"data: {"x":"usage","usage":{}}"#));
+        assert!(!has_usage_object(br#"data: {"usage":null}"#));
+        assert!(!has_usage_object(br#"data: {"content":"the usage"}"#));
+        assert!(!has_usage_object(b"\"usage\""));
     }
 
     #[test]
