@@ -1,4 +1,4 @@
-use crate::{cursor_seq, db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
 use keyplane_core::model::AuditEvent;
@@ -78,15 +78,14 @@ impl AlertStore for Store {
         page: &PageRequest,
     ) -> StoreResult<Page<SpendAlert>> {
         let scope = project.map(|p| p.as_str()).unwrap_or("");
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM spend_alerts WHERE id = $1 AND COALESCE(project_id, '') = $2")
-                    .bind(after).bind(scope).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(
+                &page.after,
+                "SELECT seq FROM spend_alerts WHERE id = $1 AND COALESCE(project_id, '') = $2",
+                &[scope],
+            )
+            .await?;
+        let after = found.unwrap_or(0);
         let sql = format!(
             "SELECT {COLUMNS} FROM spend_alerts WHERE COALESCE(project_id, '') = $1 \
              AND deleted_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3"

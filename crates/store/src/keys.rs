@@ -1,5 +1,5 @@
 use crate::rows::{KeyRow, KEY_SELECT};
-use crate::{cursor_seq, db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
 use keyplane_core::model::{ApiKey, AuditEvent, KeyUpdate, NewApiKey, OwnerAccessFilter};
@@ -105,18 +105,16 @@ impl KeyStore for Store {
         let fetch = i64::from(page.limit.get()) + 1;
         let rows: Vec<KeyRow> = match filter {
             KeyListFilter::Admin(order) => {
-                let found: Option<i64> = match &page.after {
-                    None => None,
-                    Some(after) => on_pool!(&self.db, pool => {
-                        sqlx::query_scalar("SELECT seq FROM api_keys WHERE id = $1 AND kind = 'admin'")
-                            .bind(after).fetch_optional(pool).await
-                    })
-                    .map_err(db_err)?,
-                };
+                let found = self
+                    .cursor(
+                        &page.after,
+                        "SELECT seq FROM api_keys WHERE id = $1 AND kind = 'admin'",
+                        &[],
+                    )
+                    .await?;
                 let (sql, after) = match order {
-                    Order::Asc => (&ADMIN_KEYS[0], cursor_seq(&page.after, found)?),
-                    Order::Desc if page.after.is_none() => (&ADMIN_KEYS[1], i64::MAX),
-                    Order::Desc => (&ADMIN_KEYS[1], cursor_seq(&page.after, found)?),
+                    Order::Asc => (&ADMIN_KEYS[0], found.unwrap_or(0)),
+                    Order::Desc => (&ADMIN_KEYS[1], found.unwrap_or(i64::MAX)),
                 };
                 on_pool!(&self.db, pool => {
                     sqlx::query_as(sql.as_str()).bind(after).bind(fetch).fetch_all(pool).await
@@ -124,15 +122,14 @@ impl KeyStore for Store {
                 .map_err(db_err)?
             }
             KeyListFilter::Project(project, access) => {
-                let found: Option<i64> = match &page.after {
-                    None => None,
-                    Some(after) => on_pool!(&self.db, pool => {
-                        sqlx::query_scalar("SELECT seq FROM api_keys WHERE id = $1 AND project_id = $2")
-                            .bind(after).bind(project.as_str()).fetch_optional(pool).await
-                    })
-                    .map_err(db_err)?,
-                };
-                let after = cursor_seq(&page.after, found)?;
+                let found = self
+                    .cursor(
+                        &page.after,
+                        "SELECT seq FROM api_keys WHERE id = $1 AND project_id = $2",
+                        &[project.as_str()],
+                    )
+                    .await?;
+                let after = found.unwrap_or(0);
                 let sql = match access {
                     OwnerAccessFilter::Active => &PROJECT_KEYS[0],
                     OwnerAccessFilter::Inactive => &PROJECT_KEYS[1],

@@ -167,12 +167,30 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The sequence number behind an `after` cursor, or [`StoreError::UnknownCursor`].
-pub(crate) fn cursor_seq(after: &Option<String>, found: Option<i64>) -> Result<i64, StoreError> {
-    match (after, found) {
-        (None, _) => Ok(0),
-        (Some(_), Some(seq)) => Ok(seq),
-        (Some(id), None) => Err(StoreError::UnknownCursor(id.clone())),
+impl Store {
+    /// The `seq` of the row an `after` cursor names: `None` without a cursor,
+    /// [`StoreError::UnknownCursor`] when `sql` (the cursor bound as `$1`, then `scope`) finds
+    /// no row of this list.
+    pub(crate) async fn cursor(
+        &self,
+        after: &Option<String>,
+        sql: &str,
+        scope: &[&str],
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(id) = after else {
+            return Ok(None);
+        };
+        let found: Option<i64> = on_pool!(&self.db, pool => {
+            let mut q = sqlx::query_scalar(sql).bind(id.as_str());
+            for s in scope {
+                q = q.bind(*s);
+            }
+            q.fetch_optional(pool).await
+        })
+        .map_err(db_err)?;
+        found
+            .map(Some)
+            .ok_or_else(|| StoreError::UnknownCursor(id.clone()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Users, invites (and the first owner's setup link), and project memberships.
 
 use crate::rows::UserRow;
-use crate::{cursor_seq, db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{InviteId, ProjectId, UserId};
 use keyplane_core::model::{AuditEvent, OrgRole, User};
@@ -147,15 +147,10 @@ fn last_owner() -> StoreError {
 #[async_trait]
 impl PeopleStore for Store {
     async fn list_users(&self, emails: &[String], page: &PageRequest) -> StoreResult<Page<User>> {
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM users WHERE id = $1")
-                    .bind(after).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(&page.after, "SELECT seq FROM users WHERE id = $1", &[])
+            .await?;
+        let after = found.unwrap_or(0);
         let emails: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
         let in_list = (0..emails.len())
             .map(|i| format!("${}", i + 3))
@@ -305,15 +300,14 @@ impl PeopleStore for Store {
     }
 
     async fn list_invites(&self, page: &PageRequest) -> StoreResult<Page<Invite>> {
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM invites WHERE id = $1 AND purpose = 'join'")
-                    .bind(after).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(
+                &page.after,
+                "SELECT seq FROM invites WHERE id = $1 AND purpose = 'join'",
+                &[],
+            )
+            .await?;
+        let after = found.unwrap_or(0);
         let sql = format!(
             "SELECT {INVITE_COLUMNS} FROM invites WHERE deleted_at IS NULL AND purpose = 'join' \
              AND seq > $1 ORDER BY seq LIMIT $2"
@@ -461,15 +455,14 @@ impl PeopleStore for Store {
         project: &ProjectId,
         page: &PageRequest,
     ) -> StoreResult<Page<ProjectUser>> {
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM project_users WHERE project_id = $1 AND user_id = $2")
-                    .bind(project.as_str()).bind(after).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(
+                &page.after,
+                "SELECT seq FROM project_users WHERE user_id = $1 AND project_id = $2",
+                &[project.as_str()],
+            )
+            .await?;
+        let after = found.unwrap_or(0);
         let sql = format!("{PROJECT_USER_SELECT} AND pu.seq > $2 ORDER BY pu.seq LIMIT $3");
         let rows: Vec<ProjectUserRow> = on_pool!(&self.db, pool => {
             sqlx::query_as(&sql)

@@ -1,5 +1,5 @@
 use crate::rows::{ProjectRow, PROJECT_COLUMNS};
-use crate::{cursor_seq, db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{ProjectId, UserId};
 use keyplane_core::model::{AuditEvent, Project};
@@ -66,15 +66,10 @@ impl ProjectStore for Store {
         include_archived: bool,
         page: &PageRequest,
     ) -> StoreResult<Page<Project>> {
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM projects WHERE id = $1")
-                    .bind(after).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(&page.after, "SELECT seq FROM projects WHERE id = $1", &[])
+            .await?;
+        let after = found.unwrap_or(0);
         let rows: Vec<ProjectRow> = on_pool!(&self.db, pool => {
             sqlx::query_as(LIST_PROJECTS.as_str())
                 .bind(after)

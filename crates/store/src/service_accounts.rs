@@ -1,6 +1,6 @@
 use crate::keys::insert_key;
 use crate::rows::ServiceAccountRow;
-use crate::{cursor_seq, db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{ProjectId, ServiceAccountId};
 use keyplane_core::keys::KeyId;
@@ -61,15 +61,14 @@ impl ServiceAccountStore for Store {
         project: &ProjectId,
         page: &PageRequest,
     ) -> StoreResult<Page<ServiceAccount>> {
-        let found: Option<i64> = match &page.after {
-            None => None,
-            Some(after) => on_pool!(&self.db, pool => {
-                sqlx::query_scalar("SELECT seq FROM service_accounts WHERE id = $1 AND project_id = $2")
-                    .bind(after).bind(project.as_str()).fetch_optional(pool).await
-            })
-            .map_err(db_err)?,
-        };
-        let after = cursor_seq(&page.after, found)?;
+        let found = self
+            .cursor(
+                &page.after,
+                "SELECT seq FROM service_accounts WHERE id = $1 AND project_id = $2",
+                &[project.as_str()],
+            )
+            .await?;
+        let after = found.unwrap_or(0);
         let sql = format!(
             "SELECT {COLUMNS} FROM service_accounts WHERE project_id = $1 AND deleted_at IS NULL \
              AND seq > $2 ORDER BY seq LIMIT $3"
