@@ -159,6 +159,19 @@ fn with_include_usage(body: &Bytes) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(serde_json::to_vec(&json).unwrap_or_default()))
 }
 
+/// A path with dot segments (plain or percent-encoded) could leave the upstream's base path once
+/// the URL is normalized (`/v1/../admin`): such paths are refused, never forwarded.
+fn escapes_base(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "."
+            || lower == ".."
+            || lower.contains('\\')
+            || lower.contains("%2f")
+            || lower.contains("%5c")
+    })
+}
+
 /// The `model` field of a multipart form body, if any.
 fn multipart_model(body: &[u8]) -> Option<String> {
     const FIELD: &[u8] = b"name=\"model\"";
@@ -243,6 +256,13 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .strip_prefix("/v1")
         .unwrap_or(parts.uri.path())
         .to_owned();
+    if escapes_base(&path) {
+        return Err(ApiError::NotFound(format!(
+            "Invalid URL ({} {}).",
+            parts.method,
+            crate::error::shown(parts.uri.path())
+        )));
+    }
     let endpoint = endpoints::classify(parts.method.as_str(), &path);
     // Read the body before any refusal: answering before it arrived would cost the client its
     // kept-alive connection.
@@ -650,6 +670,28 @@ mod tests {
         let v = read(rewritten);
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 1);
+    }
+
+    #[test]
+    fn dot_segments_never_reach_the_upstream() {
+        for bad in [
+            "/../organization",
+            "/models/..",
+            "/%2e%2E/x",
+            "/a/./b",
+            "/a%2F..%2Fb",
+            "/a\\..\\b",
+        ] {
+            assert!(escapes_base(bad), "{bad}");
+        }
+        for good in [
+            "/chat/completions",
+            "/files/file-abc/content",
+            "/models/gpt-4o",
+            "/a..b",
+        ] {
+            assert!(!escapes_base(good), "{good}");
+        }
     }
 
     #[test]
