@@ -136,13 +136,31 @@ impl Db {
         }
     }
 
-    /// Applies the embedded migrations of this backend.
+    /// Applies the embedded migrations of this backend. PostgreSQL serializes concurrent
+    /// migrators with an advisory lock (sqlx takes it); SQLite has none, so an instance that
+    /// loses the race to another one starting on the same file (it finds the tables created
+    /// under it) waits and tries again, by then finding the migrations applied.
     pub async fn migrate(&self) -> Result<(), ConnectError> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Db::Sqlite(pool) => {
+                let mut attempt = 0;
+                loop {
+                    match sqlx::migrate!("./migrations/sqlite").run(pool).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) if attempt < 10 => {
+                            attempt += 1;
+                            tracing::debug!(error = %e, attempt, "migration raced another instance; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        }
+                        Err(e) => return Err(ConnectError::Migrate(e)),
+                    }
+                }
+            }
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres")
+                .run(pool)
+                .await
+                .map_err(ConnectError::Migrate),
         }
-        .map_err(ConnectError::Migrate)
     }
 
     pub fn backend(&self) -> &'static str {
