@@ -6,6 +6,12 @@ use crate::DomainError;
 pub const NANO_USD_PER_CENT: i64 = 10_000_000;
 pub const NANO_USD_PER_USD: f64 = 1e9;
 
+/// Whether `spent_nano_usd` has reached a threshold of `threshold_cents` (spend limits and
+/// alerts share this rule).
+pub fn threshold_reached(threshold_cents: i64, spent_nano_usd: i64) -> bool {
+    spent_nano_usd >= threshold_cents.saturating_mul(NANO_USD_PER_CENT)
+}
+
 /// Usage of one minute, family, project, key and model (an additive counter row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageRow {

@@ -28,9 +28,7 @@ async fn limit_view(state: &AppState, project: &ProjectId, l: &SpendLimit) -> Va
         .month_spend(project.as_str(), month_start(keyplane_core::time::now()))
         .await
         .unwrap_or(0);
-    let enforcing = spent
-        >= l.threshold_amount
-            .saturating_mul(keyplane_core::usage::NANO_USD_PER_CENT);
+    let enforcing = keyplane_core::usage::threshold_reached(l.threshold_amount, spent);
     json!({
         "object": "project.spend_limit",
         "threshold_amount": l.threshold_amount,

@@ -50,11 +50,7 @@ impl AlertEvaluator {
             let Ok(spent_nano) = self.usage.cost_since(project.as_ref(), period).await else {
                 continue;
             };
-            if spent_nano
-                < alert
-                    .threshold_amount
-                    .saturating_mul(keyplane_core::usage::NANO_USD_PER_CENT)
-            {
+            if !keyplane_core::usage::threshold_reached(alert.threshold_amount, spent_nano) {
                 continue;
             }
             match self.alerts.record_firing(&alert.id, period, now).await {

@@ -298,7 +298,10 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     };
 
     let policy = gw.policies.get(&project_id).await?;
-    let spec: Option<ModelSpec> = facts.model.as_deref().map(|m| gw.policies.spec(m));
+    let model = facts
+        .model
+        .as_deref()
+        .map(|m| gw.policies.model(&policy, m));
     if let (Some(model), Some(perms)) = (facts.model.as_deref(), &policy.permissions) {
         if !perms.allows(model) {
             return Err(ApiError::Forbidden {
@@ -314,11 +317,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     if let Some(limit) = &policy.spend_limit {
         let month = keyplane_core::policy::month_start(keyplane_core::time::now());
         if let Some(spent) = gw.meter.month_spend(project_id.as_str(), month).await {
-            if spent
-                >= limit
-                    .threshold_amount
-                    .saturating_mul(keyplane_core::usage::NANO_USD_PER_CENT)
-            {
+            if keyplane_core::usage::threshold_reached(limit.threshold_amount, spent) {
                 return Err(ApiError::QuotaExceeded(format!(
                     "You exceeded your current quota: project {project_id} has reached its spend \
                      limit of ${:.2} for this month. Raise or remove the limit at \
@@ -332,13 +331,11 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     // Rate limits apply per model. As OpenAI documents it, a request counts the larger of its
     // `max_tokens` and its estimated size (≈ 4 bytes per token); real usage settles it later.
     let reserved = facts.max_output.max(body.len() as u64 / 4);
-    let mut limits: Option<EffectiveLimits> = None;
     let mut decision: Option<Decision> = None;
-    if let Some(spec) = &spec {
-        let l = gw.policies.limits(&policy, spec);
+    if let Some((spec, l)) = &model {
         let d = gw
             .limiter
-            .admit(project_id.as_str(), &l, reserved, facts.images);
+            .admit(project_id.as_str(), l, reserved, facts.images);
         if let Some((kind, adm, requested)) = d.refused {
             let (what, kind_str) = kind.describe();
             // A request larger than the whole limit can never pass: say so.
@@ -378,7 +375,6 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
             }
             return Ok(resp);
         }
-        limits = Some(l);
         decision = Some(d);
     }
 
@@ -421,8 +417,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         key: key.clone(),
         family: endpoint.family,
         model: facts.model.clone().unwrap_or_default(),
-        spec,
-        limits,
+        governed: model,
         state: state.clone(),
         reserved,
         images: facts.images,
@@ -542,8 +537,8 @@ struct MeterCtx {
     key: Arc<ApiKey>,
     family: endpoints::UsageFamily,
     model: String,
-    spec: Option<ModelSpec>,
-    limits: Option<EffectiveLimits>,
+    /// The catalog entry (prices) and rate limits of the request's model, if it named one.
+    governed: Option<(ModelSpec, EffectiveLimits)>,
     state: AppState,
     reserved: u64,
     images: u64,
@@ -552,7 +547,7 @@ struct MeterCtx {
 impl MeterCtx {
     fn finish(self, usage: Option<Usage>, success: bool) {
         let used = usage.map(|u| u.input + u.output).unwrap_or(0);
-        if let Some(l) = &self.limits {
+        if let Some((_, l)) = &self.governed {
             self.state.gateway.limiter.settle(
                 self.project_id.as_str(),
                 l,
@@ -564,9 +559,9 @@ impl MeterCtx {
         }
         let u = usage.unwrap_or_default();
         let cost = self
-            .spec
+            .governed
             .as_ref()
-            .map(|s| catalog::cost_usd(s, u.input, u.cached, u.output, self.images))
+            .map(|(s, _)| catalog::cost_usd(s, u.input, u.cached, u.output, self.images))
             .unwrap_or(0.0);
         let now = keyplane_core::time::now();
         let (user_id, service_account_id) = match &self.key.owner.id {

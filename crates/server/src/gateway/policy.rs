@@ -68,21 +68,18 @@ impl Policies {
         self.cache.invalidate(project);
     }
 
-    /// The catalog entry governing `model` (a dated snapshot shares its family's entry).
-    pub fn spec(&self, model: &str) -> ModelSpec {
-        catalog::lookup(&self.models, model)
-            .cloned()
-            .unwrap_or_else(|| catalog::fallback(model))
-    }
-
-    pub fn limits(&self, policy: &ProjectPolicy, spec: &ModelSpec) -> EffectiveLimits {
+    /// The catalog entry governing `model` (a dated snapshot shares its family's entry) and the
+    /// project's limits for it, from one catalog lookup.
+    pub fn model(&self, policy: &ProjectPolicy, model: &str) -> (ModelSpec, EffectiveLimits) {
+        let known = catalog::lookup(&self.models, model);
+        let spec = known.cloned().unwrap_or_else(|| catalog::fallback(model));
         let overridden = policy.overrides.get(&spec.name);
-        let mut limits = EffectiveLimits::new(spec, overridden);
+        let mut limits = EffectiveLimits::new(&spec, overridden);
         // Models outside the catalog without an override of their own share one budget, so
         // made-up model names cannot grow the limiter without bound.
-        if overridden.is_none() && catalog::lookup(&self.models, &spec.name).is_none() {
+        if known.is_none() && overridden.is_none() {
             limits.model = OTHER_MODELS.to_owned();
         }
-        limits
+        (spec, limits)
     }
 }
