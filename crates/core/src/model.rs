@@ -194,7 +194,7 @@ pub struct KeyOwner {
 }
 
 /// A stored key (never its plaintext).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: KeyId,
     pub kind: KeyKind,

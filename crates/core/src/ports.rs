@@ -123,6 +123,27 @@ pub trait KeyStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Records `last_used_at` for a batch of keys (never moves it backwards).
     async fn record_key_use(&self, used: &[(KeyId, UnixSeconds)]) -> StoreResult<()>;
+    /// The live keys among `ids` (deleted or unknown ids are simply absent), as [`KeyStore::key`]
+    /// returns them; for reconciling a cache in batches.
+    async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>>;
+}
+
+/// Tells the other instances sharing this database that something they may have cached
+/// changed. PostgreSQL pushes (LISTEN/NOTIFY); SQLite has no push, and instances rely on
+/// periodic reconciliation alone.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// Sends `payload` to every listening instance (this one included).
+    async fn publish(&self, payload: &str) -> StoreResult<()>;
+    /// Starts listening; `None` when this backend cannot push.
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeSubscription>>>;
+}
+
+#[async_trait]
+pub trait ChangeSubscription: Send {
+    /// The next payload. `Ok(None)`: the connection was lost and re-established, so messages
+    /// may have been missed and the caller should reconcile.
+    async fn next(&mut self) -> StoreResult<Option<String>>;
 }
 
 #[async_trait]

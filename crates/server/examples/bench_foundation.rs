@@ -166,7 +166,12 @@ async fn bench_backend(label: &str, db: Db, n_keys: i64) {
 
     // Verification with a warm cache.
     let keys: Arc<dyn KeyStore> = Arc::new(store.clone());
-    let verifier = KeyVerifier::new(KeyHasher::new(None), keys, 1_000_000);
+    let verifier = KeyVerifier::new(
+        KeyHasher::new(None),
+        keys,
+        1_000_000,
+        std::time::Duration::from_secs(600),
+    );
     let (raw, key) = new_key(
         &hasher,
         KeyKind::Project,

@@ -42,6 +42,14 @@ pub struct Config {
     pub owner_password: Option<SecretString>,
     /// Audit events older than this many days are pruned; `None` keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// How long a request may wait for a database connection before it gets a 503.
+    pub db_acquire_timeout: Duration,
+    /// How often cached keys and policies are re-read from the database (the safety net
+    /// behind pushed invalidation).
+    pub reconcile_interval: Duration,
+    /// While the database is unreachable, cached keys keep working this long after the cache
+    /// was last confirmed; then they too get a 503.
+    pub outage_grace: Duration,
 }
 
 /// An OpenAI-compatible provider the gateway forwards to.
@@ -119,6 +127,9 @@ struct FileConfig {
     alert_webhook_secret_file: Option<PathBuf>,
     public_url: Option<String>,
     audit_retention_days: Option<u32>,
+    db_acquire_timeout_secs: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
+    outage_grace_secs: Option<u64>,
     #[serde(default)]
     upstreams: Vec<FileUpstream>,
     #[serde(default)]
@@ -238,7 +249,39 @@ impl Config {
                     .into(),
             ));
         }
+        let secs = |var: &str, file: Option<u64>, default: u64, min: u64| {
+            let value = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                Some(v) => v.parse::<u64>().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "{var} must be a whole number of seconds, not '{v}'"
+                    ))
+                })?,
+                None => file.unwrap_or(default),
+            };
+            if value < min {
+                return Err(ConfigError::Invalid(format!(
+                    "{var} must be at least {min} second(s)"
+                )));
+            }
+            Ok(Duration::from_secs(value))
+        };
+        let db_acquire_timeout = secs(
+            "KEYPLANE_DB_ACQUIRE_TIMEOUT_SECS",
+            file.db_acquire_timeout_secs,
+            5,
+            1,
+        )?;
+        let reconcile_interval = secs(
+            "KEYPLANE_RECONCILE_INTERVAL_SECS",
+            file.reconcile_interval_secs,
+            10,
+            1,
+        )?;
+        let outage_grace = secs("KEYPLANE_OUTAGE_GRACE_SECS", file.outage_grace_secs, 600, 0)?;
         Ok(Config {
+            db_acquire_timeout,
+            reconcile_interval,
+            outage_grace,
             public_url,
             owner_password: secret_from_env("KEYPLANE_OWNER_PASSWORD")?,
             audit_retention_days: file.audit_retention_days,

@@ -43,6 +43,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 503: the key could not be checked (the database is unreachable and the key is not
+    /// cached, or the cache is older than its grace). Not "invalid key": the key may be fine.
+    #[error("key verification unavailable: {0}")]
+    KeyUnverifiable(String),
     /// 503: a dependency (the database) is unavailable. The cause is logged, not returned.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -73,7 +77,9 @@ impl ApiError {
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::KeyUnverifiable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,8 +141,16 @@ impl ApiError {
                 None,
                 Some("request_too_large".to_owned()),
             ),
+            ApiError::KeyUnverifiable(_) => (
+                "Your API key could not be verified right now: Keyplane cannot reach its database. \
+                 This does not mean the key is invalid; please retry shortly."
+                    .to_owned(),
+                "server_error",
+                None,
+                Some("key_verification_unavailable".to_owned()),
+            ),
             ApiError::Unavailable(_) => (
-                "The service is temporarily unavailable. Please retry shortly.".to_owned(),
+                "Keyplane cannot reach its database right now. Please retry shortly.".to_owned(),
                 "server_error",
                 None,
                 Some("service_unavailable".to_owned()),

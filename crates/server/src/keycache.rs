@@ -1,6 +1,11 @@
 //! Key verification: parse and checksum (no I/O), then an in-memory cache of stored keys,
 //! falling back to the store on a miss. Invalidation is synchronous on this instance: a
-//! deleted key fails on its very next request.
+//! deleted key fails on its very next request (other instances hear of it through
+//! [`crate::changes`]).
+//!
+//! When the database is unreachable, cached keys keep working for [`KeyVerifier`]'s `grace`
+//! after the cache was last confirmed against the database (`reconcile`); a key that is not
+//! cached cannot be verified and is refused with a 503 that says so, never "invalid key".
 
 use crate::error::ApiError;
 use keyplane_core::keys::{self, KeyHasher, KeyId, KeyKind};
@@ -9,7 +14,7 @@ use keyplane_core::ports::KeyStore;
 use keyplane_core::time::UnixSeconds;
 use moka::sync::Cache;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct KeyVerifier {
@@ -23,13 +28,22 @@ pub struct KeyVerifier {
     /// When each key's `last_used_at` was last queued: a busy key is written at most once per
     /// [`LAST_USED_PRECISION`] (Unkey-style), not once per request.
     last_noted: Cache<KeyId, UnixSeconds>,
+    /// When every cached entry was last known to match the database.
+    confirmed_at: AtomicI64,
+    /// How long cached keys are honoured past `confirmed_at` (the database being unreachable).
+    grace: UnixSeconds,
 }
 
 /// Precision of `last_used_at`, in seconds.
 pub const LAST_USED_PRECISION: UnixSeconds = 60;
 
 impl KeyVerifier {
-    pub fn new(hasher: KeyHasher, store: Arc<dyn KeyStore>, capacity: u64) -> Self {
+    pub fn new(
+        hasher: KeyHasher,
+        store: Arc<dyn KeyStore>,
+        capacity: u64,
+        grace: std::time::Duration,
+    ) -> Self {
         Self {
             hasher,
             store,
@@ -40,6 +54,8 @@ impl KeyVerifier {
             generation: AtomicU64::new(0),
             pending_use: Mutex::new(HashMap::new()),
             last_noted: Cache::new(capacity),
+            confirmed_at: AtomicI64::new(keyplane_core::time::now()),
+            grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
@@ -58,10 +74,25 @@ impl KeyVerifier {
         let parsed = keys::parse(raw).map_err(|_| invalid())?;
         let id = parsed.id();
         let key = match self.cache.get(&id) {
-            Some(key) => key,
+            Some(key) => {
+                let confirmed = self.confirmed_at.load(Ordering::Relaxed);
+                if now.saturating_sub(confirmed) > self.grace {
+                    return Err(ApiError::KeyUnverifiable(format!(
+                        "cache last confirmed {}s ago (grace {}s)",
+                        now - confirmed,
+                        self.grace
+                    )));
+                }
+                key
+            }
             None => {
                 let generation = self.generation.load(Ordering::Acquire);
-                let key = Arc::new(self.store.key(&id).await?.ok_or_else(invalid)?);
+                let found = self
+                    .store
+                    .key(&id)
+                    .await
+                    .map_err(|e| ApiError::KeyUnverifiable(e.to_string()))?;
+                let key = Arc::new(found.ok_or_else(invalid)?);
                 if self.generation.load(Ordering::Acquire) == generation {
                     self.cache.insert(id.clone(), key.clone());
                 }
@@ -131,6 +162,47 @@ impl KeyVerifier {
                 }
             }
         }
+    }
+
+    /// Re-reads every cached key in batches: changed ones are replaced, revoked ones dropped.
+    /// On success the whole cache counts as confirmed at `now`; on failure nothing changes.
+    pub async fn reconcile(
+        &self,
+        now: UnixSeconds,
+    ) -> Result<usize, keyplane_core::ports::StoreError> {
+        let ids: Vec<KeyId> = self.cache.iter().map(|(id, _)| (*id).clone()).collect();
+        let generation = self.generation.load(Ordering::Acquire);
+        let fresh = self.store.keys_by_ids(&ids).await?;
+        let mut fresh: HashMap<KeyId, ApiKey> =
+            fresh.into_iter().map(|k| (k.id.clone(), k)).collect();
+        let mut changed = 0;
+        for id in ids {
+            match (fresh.remove(&id), self.cache.get(&id)) {
+                (None, Some(_)) => {
+                    self.invalidate(&id);
+                    changed += 1;
+                }
+                (Some(mut now_stored), Some(cached)) => {
+                    // `last_used_at` moves all the time and decides nothing.
+                    now_stored.last_used_at = cached.last_used_at;
+                    if now_stored != *cached {
+                        changed += 1;
+                        // A newer invalidation than our read wins: drop instead of replace.
+                        if self.generation.load(Ordering::Acquire) == generation {
+                            self.cache.insert(id, Arc::new(now_stored));
+                        } else {
+                            self.invalidate(&id);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if changed > 0 {
+            tracing::info!(changed, "reconciliation corrected cached keys");
+        }
+        self.confirmed_at.fetch_max(now, Ordering::Relaxed);
+        Ok(changed)
     }
 
     pub fn invalidate(&self, id: &KeyId) {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -30,7 +30,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         &config.database_url,
         &PoolSettings {
             max_connections: config.db_max_connections,
-            ..PoolSettings::default()
+            acquire_timeout: config.db_acquire_timeout,
         },
     )
     .await
@@ -194,10 +194,19 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
         hasher(&config),
         store.clone(),
         config.key_cache_capacity,
+        config.outage_grace,
     ));
-    let policies = Policies::new(store.clone(), Arc::new(config.models.clone()));
+    let policies = Arc::new(Policies::new(
+        store.clone(),
+        Arc::new(config.models.clone()),
+    ));
+    let changes = Arc::new(crate::changes::Changes::new(
+        store.clone(),
+        verifier.clone(),
+        policies.clone(),
+    ));
     let meter = Arc::new(Meter::new(store.clone()));
-    let gateway = Arc::new(Gateway::new(&config, policies, meter)?);
+    let gateway = Arc::new(Gateway::new(&config, policies.clone(), meter)?);
     Ok(Arc::new(crate::state::Services {
         config,
         orgs: store.clone(),
@@ -211,6 +220,7 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
         alerts: store,
         verifier,
         gateway,
+        changes,
     }))
 }
 
@@ -269,6 +279,13 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         verifier.flush_use().await;
     });
 
+    #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+    let changes_task = tokio::spawn(
+        state
+            .changes
+            .clone()
+            .run(config.reconcile_interval, stop_tx.subscribe()),
+    );
     #[allow(clippy::disallowed_methods)]
     let meter_task = tokio::spawn(state.gateway.meter.clone().run(stop_tx.subscribe()));
     let evaluator = AlertEvaluator {
@@ -312,6 +329,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = flusher.await;
     let _ = meter_task.await;
+    let _ = changes_task.await;
     let _ = alert_task.await;
     if let Some(task) = retention_task {
         let _ = task.await;

@@ -25,4 +25,13 @@ pub struct Services {
     pub alerts: Arc<dyn AlertStore>,
     pub verifier: Arc<KeyVerifier>,
     pub gateway: Arc<Gateway>,
+    /// Cache invalidation, here and on every other instance.
+    pub changes: Arc<crate::changes::Changes>,
+}
+
+impl Services {
+    /// Applies a change to the caches of this instance at once and publishes it to the others.
+    pub fn changed(&self, change: crate::changes::Change) {
+        self.changes.apply(change);
+    }
 }

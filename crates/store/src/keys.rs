@@ -232,4 +232,23 @@ impl KeyStore for Store {
             tx.commit().await.map_err(db_err)
         })
     }
+
+    async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows: Vec<KeyRow> = on_pool!(&self.db, pool => {
+                let mut q = sqlx::QueryBuilder::new(KEY_SELECT);
+                q.push(" WHERE k.deleted_at IS NULL AND k.id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await
+            })
+            .map_err(db_err)?;
+            out.extend(to_keys(rows)?);
+        }
+        Ok(out)
+    }
 }

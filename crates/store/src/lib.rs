@@ -6,6 +6,7 @@
 
 mod alerts;
 mod audit;
+mod changes;
 mod keys;
 mod org;
 mod people;
@@ -75,6 +76,22 @@ pub enum ConnectError {
     Open(#[source] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error(
+        "the database schema is at version {found}, newer than this Keyplane knows (up to {known}): \
+         a newer Keyplane has migrated it. Upgrade this instance to the same release; it will not \
+         serve against a schema it does not know."
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// Maps sqlx's "an applied migration is missing here" to the newer-schema refusal.
+fn migrate_error(e: sqlx::migrate::MigrateError, known: i64) -> ConnectError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(found) if found > known => {
+            ConnectError::SchemaTooNew { found, known }
+        }
+        e => ConnectError::Migrate(e),
+    }
 }
 
 /// Pool size and timeouts.
@@ -143,23 +160,35 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), ConnectError> {
         match self {
             Db::Sqlite(pool) => {
+                let migrator = sqlx::migrate!("./migrations/sqlite");
+                let known = latest(&migrator);
                 let mut attempt = 0;
                 loop {
-                    match sqlx::migrate!("./migrations/sqlite").run(pool).await {
+                    match migrator.run(pool).await {
                         Ok(()) => return Ok(()),
+                        Err(sqlx::migrate::MigrateError::VersionMissing(v)) => {
+                            return Err(migrate_error(
+                                sqlx::migrate::MigrateError::VersionMissing(v),
+                                known,
+                            ))
+                        }
                         Err(e) if attempt < 10 => {
                             attempt += 1;
                             tracing::debug!(error = %e, attempt, "migration raced another instance; retrying");
                             tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                         }
-                        Err(e) => return Err(ConnectError::Migrate(e)),
+                        Err(e) => return Err(migrate_error(e, known)),
                     }
                 }
             }
-            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres")
-                .run(pool)
-                .await
-                .map_err(ConnectError::Migrate),
+            Db::Postgres(pool) => {
+                let migrator = sqlx::migrate!("./migrations/postgres");
+                let known = latest(&migrator);
+                migrator
+                    .run(pool)
+                    .await
+                    .map_err(|e| migrate_error(e, known))
+            }
         }
     }
 
@@ -173,6 +202,10 @@ impl Db {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+}
+
+fn latest(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {

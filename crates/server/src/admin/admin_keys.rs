@@ -1,5 +1,6 @@
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -96,7 +97,7 @@ pub async fn delete(
         .keys
         .delete_key(&key.id, keyplane_core::time::now(), &[event])
         .await?;
-    state.verifier.invalidate(&key.id);
+    state.changed(Change::key(&key.id));
     if !deleted {
         // A concurrent request deleted it first.
         return Err(DomainError::not_found("admin API key", key_id).into());

@@ -2,6 +2,7 @@
 
 use super::projects::find as find_project;
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
 use crate::state::AppState;
@@ -63,7 +64,7 @@ pub async fn update(
         .policies
         .set_model_permissions(&project.id, Some(&perms), &[event])
         .await?;
-    state.gateway.policies.invalidate(&project.id);
+    state.changed(Change::policy(&project.id));
     Ok(Json(view(Some(&perms))))
 }
 
@@ -84,7 +85,7 @@ pub async fn delete(
         .policies
         .set_model_permissions(&project.id, None, &[event])
         .await?;
-    state.gateway.policies.invalidate(&project.id);
+    state.changed(Change::policy(&project.id));
     Ok(Json(
         json!({"object": "project.model_permissions.deleted", "deleted": true}),
     ))

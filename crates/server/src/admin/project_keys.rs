@@ -1,6 +1,7 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
 use crate::auth::{project_access, Admin};
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -171,7 +172,7 @@ pub async fn update(
         }}),
     );
     state.keys.update_key(&key.id, &update, &[event]).await?;
-    state.verifier.invalidate(&key.id);
+    state.changed(Change::key(&key.id));
     Ok(Json(views::project_key(&reread(&state, &key.id).await?)))
 }
 
@@ -196,7 +197,7 @@ pub async fn delete(
         .keys
         .delete_key(&key.id, keyplane_core::time::now(), &[event])
         .await?;
-    state.verifier.invalidate(&key.id);
+    state.changed(Change::key(&key.id));
     if !deleted {
         // A concurrent request deleted it first.
         return Err(DomainError::not_found("API key", key_id).into());

@@ -4,13 +4,14 @@
 use super::projects::find as find_project;
 use super::{views, Paging};
 use crate::auth::{project_access, Admin};
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use keyplane_api_types::{self as api, CreateProjectUser, List, ModifyProjectUser};
 use keyplane_core::ids::{ProjectId, UserId};
-use keyplane_core::model::{KeyOwnerId, Project};
+use keyplane_core::model::Project;
 use keyplane_core::people::{Email, ProjectRole, ProjectUser};
 use keyplane_core::DomainError;
 use serde_json::json;
@@ -33,10 +34,7 @@ pub async fn list(
 
 /// Drops the cached keys `user` holds in `project` (their access there changed).
 fn invalidate_keys(state: &AppState, project: &ProjectId, user: &UserId) {
-    let (project, owner) = (project.clone(), KeyOwnerId::User(user.clone()));
-    state
-        .verifier
-        .invalidate_where(move |k| k.owner.id == owner && k.project_id.as_ref() == Some(&project));
+    state.changed(Change::member(project, user));
 }
 
 async fn find(state: &AppState, project: &Project, raw_id: &str) -> Result<ProjectUser, ApiError> {

@@ -1,5 +1,6 @@
 use super::{views, Paging};
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::{shown, ApiError};
 use crate::extract::{bool_param, Json, Path, Query};
 use crate::state::AppState;
@@ -163,10 +164,7 @@ pub async fn archive(
             .projects
             .archive_project(&project.id, keyplane_core::time::now(), &[event])
             .await?;
-        let archived = project.id.clone();
-        state
-            .verifier
-            .invalidate_where(move |k| k.project_id.as_ref() == Some(&archived));
+        state.changed(Change::project(&project.id));
     }
     Ok(Json(views::project(&find(&state, &project_id).await?)))
 }

@@ -2,6 +2,7 @@
 
 use super::projects::find as find_project;
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{int_param, Json, Path, QueryParams};
 use crate::state::AppState;
@@ -180,7 +181,7 @@ pub async fn update(
         .policies
         .set_rate_limit(&project.id, &o, &[event])
         .await?;
-    state.gateway.policies.invalidate(&project.id);
+    state.changed(Change::policy(&project.id));
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
     let updated = all_limits(&state, &overrides)
         .into_iter()

@@ -1,6 +1,7 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, views, KeySpec, Paging};
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::state::AppState;
@@ -197,7 +198,7 @@ pub async fn delete(
         return Err(DomainError::not_found("service account", account_id).into());
     };
     for id in &revoked {
-        state.verifier.invalidate(id);
+        state.changed(Change::key(id));
     }
     Ok(Json(views::deleted(
         "organization.project.service_account.deleted",

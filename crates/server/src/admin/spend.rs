@@ -4,6 +4,7 @@
 use super::projects::find as find_project;
 use super::Paging;
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -77,7 +78,7 @@ pub async fn set_limit(
         .policies
         .set_spend_limit(&project.id, Some(&limit), &[event])
         .await?;
-    state.gateway.policies.invalidate(&project.id);
+    state.changed(Change::policy(&project.id));
     Ok(Json(limit_view(&state, &project.id, &limit).await))
 }
 
@@ -98,7 +99,7 @@ pub async fn delete_limit(
         .policies
         .set_spend_limit(&project.id, None, &[event])
         .await?;
-    state.gateway.policies.invalidate(&project.id);
+    state.changed(Change::policy(&project.id));
     Ok(Json(
         json!({"object": "project.spend_limit.deleted", "deleted": true}),
     ))

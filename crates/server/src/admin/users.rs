@@ -2,13 +2,14 @@
 
 use super::{views, Paging};
 use crate::auth::Admin;
+use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, QueryParams};
 use crate::state::AppState;
 use axum::extract::State;
 use keyplane_api_types::{self as api, List, ModifyUser};
 use keyplane_core::ids::UserId;
-use keyplane_core::model::{KeyOwnerId, OrgRole, User};
+use keyplane_core::model::{OrgRole, User};
 use keyplane_core::DomainError;
 use serde_json::json;
 
@@ -49,10 +50,7 @@ pub async fn find(state: &AppState, raw_id: &str) -> Result<User, ApiError> {
 
 /// Drops the cached keys of `user` so the next request sees their new role or state.
 pub fn invalidate_keys_of(state: &AppState, user: &UserId) {
-    let owner = KeyOwnerId::User(user.clone());
-    state
-        .verifier
-        .invalidate_where(move |k| k.owner.id == owner);
+    state.changed(Change::user(user));
 }
 
 pub async fn retrieve(

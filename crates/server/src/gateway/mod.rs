@@ -41,13 +41,17 @@ pub struct Gateway {
     client: reqwest::Client,
     upstreams: Arc<Vec<Upstream>>,
     pub limiter: Limiter,
-    pub policies: Policies,
+    pub policies: Arc<Policies>,
     pub meter: Arc<Meter>,
     max_body: usize,
 }
 
 impl Gateway {
-    pub fn new(config: &Config, policies: Policies, meter: Arc<Meter>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        policies: Arc<Policies>,
+        meter: Arc<Meter>,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.upstream_connect_timeout)
             .read_timeout(config.upstream_timeout)

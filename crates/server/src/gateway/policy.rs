@@ -1,5 +1,5 @@
-//! Per-project policies for the hot path, cached in memory and invalidated synchronously by the
-//! Admin API handlers that change them.
+//! Per-project policies for the hot path, cached in memory, invalidated synchronously by the
+//! Admin API handlers that change them (and on other instances through [`crate::changes`]).
 
 use keyplane_core::catalog::{self, ModelSpec};
 use keyplane_core::ids::ProjectId;
@@ -46,7 +46,31 @@ impl Policies {
             return Ok(p);
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let policy = Arc::new(ProjectPolicy {
+        let policy = self.load(project).await?;
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.cache.insert(project.clone(), policy.clone());
+        }
+        Ok(policy)
+    }
+
+    /// Re-reads the policy of every cached project (a change another instance made whose
+    /// message was missed). Stops at the first failure, leaving the rest as they were.
+    pub async fn reconcile(&self) -> Result<(), StoreError> {
+        let projects: Vec<ProjectId> = self.cache.iter().map(|(p, _)| (*p).clone()).collect();
+        for project in projects {
+            let generation = self.generation.load(Ordering::Acquire);
+            let policy = self.load(&project).await?;
+            if self.generation.load(Ordering::Acquire) == generation
+                && self.cache.contains_key(&project)
+            {
+                self.cache.insert(project, policy);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(&self, project: &ProjectId) -> Result<Arc<ProjectPolicy>, StoreError> {
+        Ok(Arc::new(ProjectPolicy {
             overrides: self
                 .store
                 .rate_limit_overrides(project)
@@ -56,11 +80,7 @@ impl Policies {
                 .collect(),
             permissions: self.store.model_permissions(project).await?,
             spend_limit: self.store.spend_limit(project).await?,
-        });
-        if self.generation.load(Ordering::Acquire) == generation {
-            self.cache.insert(project.clone(), policy.clone());
-        }
-        Ok(policy)
+        }))
     }
 
     pub fn invalidate(&self, project: &ProjectId) {

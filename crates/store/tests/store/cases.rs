@@ -465,3 +465,99 @@ async fn audit_log_is_newest_first_by_time_even_when_written_out_of_order() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn keys_by_ids_returns_the_live_keys_among_many() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let k = new_key(
+                KeyKind::Project,
+                Some(p.id.clone()),
+                KeyOwnerId::User(owner.id.clone()),
+            );
+            store.insert_key(&k, &[]).await.unwrap();
+            ids.push(k.id);
+        }
+        store.delete_key(&ids[1], 20, &[]).await.unwrap();
+        // An id that was never stored is simply absent.
+        let (_, unknown) = KeyHasher::new(None).generate(KeyKind::Project);
+        let mut asked = ids.clone();
+        asked.push(unknown.id);
+        let mut found: Vec<_> = store
+            .keys_by_ids(&asked)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        found.sort();
+        let mut expected = vec![ids[0].clone(), ids[2].clone()];
+        expected.sort();
+        assert_eq!(found, expected);
+        // Each is what `key` returns.
+        let one = store.keys_by_ids(&ids[..1]).await.unwrap();
+        assert_eq!(one, vec![store.key(&ids[0]).await.unwrap().unwrap()]);
+        assert!(store.keys_by_ids(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_change_feed_pushes_on_postgres_and_is_absent_on_sqlite() {
+    use keyplane_core::ports::ChangeFeed;
+    on_both(|store| async move {
+        let Some(mut sub) = store.subscribe().await.unwrap() else {
+            assert_eq!(store.db().backend(), "sqlite");
+            // Publishing without listeners is harmless.
+            store.publish("x").await.unwrap();
+            return;
+        };
+        assert_eq!(store.db().backend(), "postgres");
+        store.publish(r#"{"hello":1}"#).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+            .await
+            .expect("a notification arrives")
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(r#"{"hello":1}"#));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_this_build_is_refused_with_a_clear_message() {
+    on_both(|store| async move {
+        let insert = "INSERT INTO _sqlx_migrations \
+                      (version, description, success, checksum, execution_time) \
+                      VALUES (99990101, 'from the future', TRUE, $1, 0)";
+        match store.db() {
+            keyplane_store::Db::Sqlite(pool) => sqlx::query(insert)
+                .bind(vec![0u8; 48])
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            keyplane_store::Db::Postgres(pool) => sqlx::query(insert)
+                .bind(vec![0u8; 48])
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+        .unwrap();
+        let err = store.db().migrate().await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                keyplane_store::ConnectError::SchemaTooNew {
+                    found: 99990101,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(text.contains("newer than this Keyplane knows"), "{text}");
+    })
+    .await;
+}
