@@ -32,6 +32,8 @@ pub struct KeyVerifier {
     confirmed_at: AtomicI64,
     /// How long cached keys are honoured past `confirmed_at` (the database being unreachable).
     grace: UnixSeconds,
+    /// When a key could last not be read because the database failed (0: never).
+    load_failed_at: AtomicI64,
 }
 
 /// Precision of `last_used_at`, in seconds.
@@ -56,6 +58,7 @@ impl KeyVerifier {
             last_noted: Cache::new(capacity),
             confirmed_at: AtomicI64::new(keyplane_core::time::now()),
             grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+            load_failed_at: AtomicI64::new(0),
         }
     }
 
@@ -73,25 +76,36 @@ impl KeyVerifier {
         };
         let parsed = keys::parse(raw).map_err(|_| invalid())?;
         let id = parsed.id();
-        let key = match self.cache.get(&id) {
-            Some(key) => {
-                let confirmed = self.confirmed_at.load(Ordering::Relaxed);
-                if now.saturating_sub(confirmed) > self.grace {
-                    return Err(ApiError::KeyUnverifiable(format!(
-                        "cache last confirmed {}s ago (grace {}s)",
-                        now - confirmed,
-                        self.grace
-                    )));
-                }
-                key
-            }
+        // Past the grace (the database unreachable for that long), a cached entry is not
+        // trusted: the key is read again, which succeeds as soon as the database is back.
+        let fresh_enough =
+            now.saturating_sub(self.confirmed_at.load(Ordering::Relaxed)) <= self.grace;
+        let key = match self.cache.get(&id).filter(|_| fresh_enough) {
+            Some(key) => key,
             None => {
+                // While the database is failing, one request per second probes it; the others
+                // are refused at once instead of each waiting for a connection.
+                let failed_at = self.load_failed_at.load(Ordering::Relaxed);
+                if failed_at != 0
+                    && (now.saturating_sub(failed_at) < 1
+                        || self
+                            .load_failed_at
+                            .compare_exchange(failed_at, now, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_err())
+                {
+                    return Err(ApiError::KeyUnverifiable("database failing".into()));
+                }
                 let generation = self.generation.load(Ordering::Acquire);
-                let found = self
-                    .store
-                    .key(&id)
-                    .await
-                    .map_err(|e| ApiError::KeyUnverifiable(e.to_string()))?;
+                let found = match self.store.key(&id).await {
+                    Ok(found) => {
+                        self.load_failed_at.store(0, Ordering::Relaxed);
+                        found
+                    }
+                    Err(e) => {
+                        self.load_failed_at.store(now, Ordering::Relaxed);
+                        return Err(ApiError::KeyUnverifiable(e.to_string()));
+                    }
+                };
                 let key = Arc::new(found.ok_or_else(invalid)?);
                 if self.generation.load(Ordering::Acquire) == generation {
                     self.cache.insert(id.clone(), key.clone());
@@ -202,6 +216,7 @@ impl KeyVerifier {
             tracing::info!(changed, "reconciliation corrected cached keys");
         }
         self.confirmed_at.fetch_max(now, Ordering::Relaxed);
+        self.load_failed_at.store(0, Ordering::Relaxed);
         Ok(changed)
     }
 
