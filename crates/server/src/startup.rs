@@ -208,7 +208,9 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
         people: store.clone(),
         policies: store.clone(),
         usage: store.clone(),
-        alerts: store,
+        alerts: store.clone(),
+        sessions: store,
+        login_throttle: Default::default(),
         verifier,
         gateway,
     }))

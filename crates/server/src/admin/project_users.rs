@@ -3,7 +3,7 @@
 
 use super::projects::find as find_project;
 use super::{views, Paging};
-use crate::auth::{project_access, Admin};
+use crate::auth::{project_access, Admin, OrgWrite};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -76,6 +76,16 @@ pub async fn create(
     Json(body): Json<CreateProjectUser>,
 ) -> Result<Json<api::ProjectUser>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(create_with(&state, &cap, project_id, body).await?))
+}
+
+/// `create`, shared by the Admin API and the dashboard.
+pub async fn create_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    body: CreateProjectUser,
+) -> Result<api::ProjectUser, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let role = ProjectRole::parse(&body.role)?;
@@ -134,9 +144,9 @@ pub async fn create(
         )
         .await?;
     invalidate_keys(&state, &project.id, &user.id);
-    Ok(Json(views::project_user(
+    Ok(views::project_user(
         &reread(&state, &project.id, &user.id).await?,
-    )))
+    ))
 }
 
 pub async fn retrieve(
@@ -158,15 +168,28 @@ pub async fn modify(
     Json(body): Json<ModifyProjectUser>,
 ) -> Result<Json<api::ProjectUser>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(
+        modify_with(&state, &cap, project_id, user_id, body).await?,
+    ))
+}
+
+/// `modify`, shared by the Admin API and the dashboard.
+pub async fn modify_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    user_id: String,
+    body: ModifyProjectUser,
+) -> Result<api::ProjectUser, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let member = find(&state, &project, &user_id).await?;
     let Some(raw_role) = body.role.as_deref() else {
-        return Ok(Json(views::project_user(&member)));
+        return Ok(views::project_user(&member));
     };
     let role = ProjectRole::parse(raw_role)?;
     if role == member.role {
-        return Ok(Json(views::project_user(&member)));
+        return Ok(views::project_user(&member));
     }
     let principal = cap.principal()?;
     let write = project_access(&state, &principal, &project.id)
@@ -184,9 +207,9 @@ pub async fn modify(
     if !changed {
         return Err(DomainError::not_found("user", user_id).into());
     }
-    Ok(Json(views::project_user(
+    Ok(views::project_user(
         &reread(&state, &project.id, &member.user.id).await?,
-    )))
+    ))
 }
 
 /// Removes the member; their keys in the project become inactive at once.
@@ -196,6 +219,16 @@ pub async fn delete(
     Path((project_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(delete_with(&state, &cap, project_id, user_id).await?))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    user_id: String,
+) -> Result<api::Deleted, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let member = find(&state, &project, &user_id).await?;
@@ -212,8 +245,8 @@ pub async fn delete(
     if !removed {
         return Err(DomainError::not_found("user", user_id).into());
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.project.user.deleted",
         member.user.id.as_str(),
-    )))
+    ))
 }

@@ -1,7 +1,7 @@
 //! `GET /organization/projects/{id}/rate_limits`, `POST …/rate_limits/{rate_limit_id}`.
 
 use super::projects::find as find_project;
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::error::ApiError;
 use crate::extract::{int_param, Json, Path, QueryParams};
 use crate::state::AppState;
@@ -43,7 +43,7 @@ fn view(l: &EffectiveLimits) -> Value {
 }
 
 /// Every model of the catalog plus any model with a stored override, in catalog order.
-fn all_limits(state: &AppState, overrides: &[RateLimitOverride]) -> Vec<EffectiveLimits> {
+pub fn all_limits(state: &AppState, overrides: &[RateLimitOverride]) -> Vec<EffectiveLimits> {
     let models = state.gateway.policies.models();
     let mut out: Vec<EffectiveLimits> = models
         .iter()
@@ -103,12 +103,12 @@ pub async fn list(
 
 #[derive(Debug, Deserialize)]
 pub struct UpdateRateLimit {
-    max_requests_per_1_minute: Option<i64>,
-    max_tokens_per_1_minute: Option<i64>,
-    max_images_per_1_minute: Option<i64>,
-    max_audio_megabytes_per_1_minute: Option<i64>,
-    max_requests_per_1_day: Option<i64>,
-    batch_1_day_max_input_tokens: Option<i64>,
+    pub max_requests_per_1_minute: Option<i64>,
+    pub max_tokens_per_1_minute: Option<i64>,
+    pub max_images_per_1_minute: Option<i64>,
+    pub max_audio_megabytes_per_1_minute: Option<i64>,
+    pub max_requests_per_1_day: Option<i64>,
+    pub batch_1_day_max_input_tokens: Option<i64>,
 }
 
 pub async fn update(
@@ -118,6 +118,19 @@ pub async fn update(
     Json(body): Json<UpdateRateLimit>,
 ) -> Result<Json<Value>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(
+        update_with(&state, &cap, project_id, rate_limit_id_raw, body).await?,
+    ))
+}
+
+/// `update`, shared by the Admin API and the dashboard.
+pub async fn update_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    rate_limit_id_raw: String,
+    body: UpdateRateLimit,
+) -> Result<Value, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
@@ -186,5 +199,5 @@ pub async fn update(
         .into_iter()
         .find(|l| l.model == current.model)
         .ok_or_else(|| ApiError::Internal("rate limit vanished after update".into()))?;
-    Ok(Json(view(&updated)))
+    Ok(view(&updated))
 }

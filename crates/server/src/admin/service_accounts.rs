@@ -1,6 +1,6 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, views, KeySpec, Paging};
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::state::AppState;
@@ -63,6 +63,16 @@ pub async fn create(
     Json(body): Json<CreateServiceAccount>,
 ) -> Result<Json<api::ServiceAccountCreated>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(create_with(&state, &cap, project_id, body).await?))
+}
+
+/// `create`, shared by the Admin API and the dashboard.
+pub async fn create_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    body: CreateServiceAccount,
+) -> Result<api::ServiceAccountCreated, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let now = keyplane_core::time::now();
@@ -106,14 +116,14 @@ pub async fn create(
         .service_accounts
         .create_service_account(&account, key.as_ref().map(|(_, r)| r), &events)
         .await?;
-    Ok(Json(api::ServiceAccountCreated {
+    Ok(api::ServiceAccountCreated {
         object: "organization.project.service_account".to_owned(),
         id: account.id.to_string(),
         name: account.name,
         role: account.role,
         created_at: account.created_at,
         api_key: key.map(|(plain, record)| key_view(&plain, &record)),
-    }))
+    })
 }
 
 async fn find(
@@ -175,6 +185,18 @@ pub async fn delete(
     Path((project_id, account_id)): Path<(String, String)>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(
+        delete_with(&state, &cap, project_id, account_id).await?,
+    ))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+) -> Result<api::Deleted, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let account = find(&state, &project, &account_id).await?;
@@ -199,10 +221,10 @@ pub async fn delete(
     for id in &revoked {
         state.verifier.invalidate(id);
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.project.service_account.deleted",
         account.id.as_str(),
-    )))
+    ))
 }
 
 /// `POST …/service_accounts/{id}/api_keys`: another key for an existing service account.
@@ -213,6 +235,19 @@ pub async fn create_key(
     OptionalJson(body): OptionalJson<CreateServiceAccountApiKey>,
 ) -> Result<Json<api::ServiceAccountApiKey>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(
+        create_key_with(&state, &cap, project_id, account_id, body).await?,
+    ))
+}
+
+/// `create_key`, shared by the Admin API and the dashboard.
+pub async fn create_key_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+    body: CreateServiceAccountApiKey,
+) -> Result<api::ServiceAccountApiKey, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let account = find(&state, &project, &account_id).await?;
@@ -235,5 +270,5 @@ pub async fn create_key(
         key_created_details(&record),
     );
     state.keys.insert_key(&record, &[event]).await?;
-    Ok(Json(key_view(&plain, &record)))
+    Ok(key_view(&plain, &record))
 }
