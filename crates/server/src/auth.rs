@@ -520,6 +520,19 @@ mod tests {
     }
 
     #[test]
+    fn a_session_of_an_owner_writes_the_organization_like_an_owners_key() {
+        let owner = person(OrgRole::Owner);
+        let session = Principal::session(&owner, Some("10.0.0.2".into()), None);
+        let cap = session.org_write().unwrap();
+        assert_eq!(cap.user_id().unwrap(), owner.id);
+        let event = cap.event("project.created", None, json!({"id": "proj_1"}));
+        assert_eq!(event.actor["type"], "session");
+        assert_eq!(event.index.actor_id.as_deref(), Some(owner.id.as_str()));
+        let reader = Principal::session(&person(OrgRole::Reader), None, None);
+        assert!(reader.org_write().is_err());
+    }
+
+    #[test]
     fn a_member_manages_only_their_own_keys() {
         let me = person(OrgRole::Reader);
         let someone = person(OrgRole::Reader);
