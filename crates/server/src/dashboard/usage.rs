@@ -78,7 +78,7 @@ pub struct Breakdown {
 }
 
 fn usd(nano: i64) -> String {
-    format!("${:.4}", nano as f64 / NANO_USD_PER_USD)
+    format!("${:.6}", nano as f64 / NANO_USD_PER_USD)
 }
 
 fn breakdown(rows: &[UsageRow], key: impl Fn(&UsageRow) -> String) -> Vec<Breakdown> {
