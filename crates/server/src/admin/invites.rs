@@ -110,7 +110,7 @@ pub async fn create_with(
 ) -> Result<api::Invite, ApiError> {
     let email = Email::parse("email", &body.email)?;
     let role = OrgRole::parse(&body.role)?;
-    let projects = grants(&state, body.projects).await?;
+    let projects = grants(state, body.projects).await?;
     if state.people.user_by_email(email.as_str()).await?.is_some() {
         return Err(ApiError::invalid(
             Some("email"),
@@ -147,7 +147,7 @@ pub async fn create_with(
         .create_invite(&invite, &token.hash(), &[event])
         .await?;
     let mut view = views::invite(&invite, now);
-    view.accept_url = Some(link(&state, "invite", &token));
+    view.accept_url = Some(link(state, "invite", &token));
     Ok(view)
 }
 
@@ -186,7 +186,7 @@ pub async fn delete_with(
     cap: &OrgWrite<'_>,
     invite_id: String,
 ) -> Result<api::Deleted, ApiError> {
-    let invite = find(&state, &invite_id).await?;
+    let invite = find(state, &invite_id).await?;
     if invite.accepted_at.is_some() {
         return Err(ApiError::invalid(
             None,

@@ -86,12 +86,12 @@ pub async fn create_with(
     project_id: String,
     body: CreateProjectUser,
 ) -> Result<api::ProjectUser, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let role = ProjectRole::parse(&body.role)?;
     let user = match (body.user_id.as_deref(), body.email.as_deref()) {
         (Some(id), email) => {
-            let user = super::users::find(&state, id).await?;
+            let user = super::users::find(state, id).await?;
             if let Some(email) = email {
                 if !user.email.eq_ignore_ascii_case(email.trim()) {
                     return Err(ApiError::invalid(
@@ -126,7 +126,7 @@ pub async fn create_with(
         }
     };
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event(
@@ -143,9 +143,9 @@ pub async fn create_with(
             &[event],
         )
         .await?;
-    invalidate_keys(&state, &project.id, &user.id);
+    invalidate_keys(state, &project.id, &user.id);
     Ok(views::project_user(
-        &reread(&state, &project.id, &user.id).await?,
+        &reread(state, &project.id, &user.id).await?,
     ))
 }
 
@@ -181,9 +181,9 @@ pub async fn modify_with(
     user_id: String,
     body: ModifyProjectUser,
 ) -> Result<api::ProjectUser, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let member = find(&state, &project, &user_id).await?;
+    let member = find(state, &project, &user_id).await?;
     let Some(raw_role) = body.role.as_deref() else {
         return Ok(views::project_user(&member));
     };
@@ -192,7 +192,7 @@ pub async fn modify_with(
         return Ok(views::project_user(&member));
     }
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event(
@@ -203,12 +203,12 @@ pub async fn modify_with(
         .people
         .update_project_user(&project.id, &member.user.id, role, &[event])
         .await?;
-    invalidate_keys(&state, &project.id, &member.user.id);
+    invalidate_keys(state, &project.id, &member.user.id);
     if !changed {
         return Err(DomainError::not_found("user", user_id).into());
     }
     Ok(views::project_user(
-        &reread(&state, &project.id, &member.user.id).await?,
+        &reread(state, &project.id, &member.user.id).await?,
     ))
 }
 
@@ -229,11 +229,11 @@ pub async fn delete_with(
     project_id: String,
     user_id: String,
 ) -> Result<api::Deleted, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let member = find(&state, &project, &user_id).await?;
+    let member = find(state, &project, &user_id).await?;
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event("user.deleted", json!({"id": member.user.id.as_str()}));
@@ -241,7 +241,7 @@ pub async fn delete_with(
         .people
         .remove_project_user(&project.id, &member.user.id, &[event])
         .await?;
-    invalidate_keys(&state, &project.id, &member.user.id);
+    invalidate_keys(state, &project.id, &member.user.id);
     if !removed {
         return Err(DomainError::not_found("user", user_id).into());
     }

@@ -131,10 +131,10 @@ pub async fn update_with(
     rate_limit_id_raw: String,
     body: UpdateRateLimit,
 ) -> Result<Value, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
-    let current = all_limits(&state, &overrides)
+    let current = all_limits(state, &overrides)
         .into_iter()
         .find(|l| rate_limit_id(&l.model) == rate_limit_id_raw)
         .ok_or_else(|| DomainError::not_found("rate limit", &rate_limit_id_raw))?;
@@ -195,7 +195,7 @@ pub async fn update_with(
         .await?;
     state.gateway.policies.invalidate(&project.id);
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
-    let updated = all_limits(&state, &overrides)
+    let updated = all_limits(state, &overrides)
         .into_iter()
         .find(|l| l.model == current.model)
         .ok_or_else(|| ApiError::Internal("rate limit vanished after update".into()))?;

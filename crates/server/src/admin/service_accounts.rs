@@ -73,7 +73,7 @@ pub async fn create_with(
     project_id: String,
     body: CreateServiceAccount,
 ) -> Result<api::ServiceAccountCreated, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let now = keyplane_core::time::now();
     let only = body.create_service_account_only.unwrap_or(false);
@@ -88,7 +88,7 @@ pub async fn create_with(
         None
     } else {
         Some(mint(
-            &state,
+            state,
             KeySpec {
                 kind: KeyKind::ServiceAccount,
                 project_id: Some(project.id.clone()),
@@ -197,9 +197,9 @@ pub async fn delete_with(
     project_id: String,
     account_id: String,
 ) -> Result<api::Deleted, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let account = find(&state, &project, &account_id).await?;
+    let account = find(state, &project, &account_id).await?;
     let event = cap.event(
         "service_account.deleted",
         Some(&project.id),
@@ -248,12 +248,12 @@ pub async fn create_key_with(
     account_id: String,
     body: CreateServiceAccountApiKey,
 ) -> Result<api::ServiceAccountApiKey, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let account = find(&state, &project, &account_id).await?;
+    let account = find(state, &project, &account_id).await?;
     let now = keyplane_core::time::now();
     let (plain, record) = mint(
-        &state,
+        state,
         KeySpec {
             kind: KeyKind::ServiceAccount,
             project_id: Some(project.id.clone()),

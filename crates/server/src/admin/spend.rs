@@ -70,7 +70,7 @@ pub async fn set_limit_with(
     project_id: String,
     body: SetSpendLimit,
 ) -> Result<Value, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     parse_money(body.threshold_amount, 1, &body.currency, &body.interval)?;
     let limit = SpendLimit {
@@ -88,7 +88,7 @@ pub async fn set_limit_with(
         .set_spend_limit(&project.id, Some(&limit), &[event])
         .await?;
     state.gateway.policies.invalidate(&project.id);
-    Ok(limit_view(&state, &project.id, &limit).await)
+    Ok(limit_view(state, &project.id, &limit).await)
 }
 
 pub async fn delete_limit(
@@ -106,7 +106,7 @@ pub async fn delete_limit_with(
     cap: &OrgWrite<'_>,
     project_id: String,
 ) -> Result<Value, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let event = cap.event(
         "project.updated",

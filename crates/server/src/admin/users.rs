@@ -82,7 +82,7 @@ pub async fn modify_with(
     user_id: String,
     body: ModifyUser,
 ) -> Result<api::User, ApiError> {
-    let mut user = find(&state, &user_id).await?;
+    let mut user = find(state, &user_id).await?;
     if body.role_id.is_some() {
         return Err(ApiError::invalid(
             Some("role_id"),
@@ -106,7 +106,7 @@ pub async fn modify_with(
         .update_user_role(&user.id, role, &[event])
         .await?;
     // An admin key acts with its owner's role: the owner's keys must be re-read at once.
-    invalidate_keys_of(&state, &user.id);
+    invalidate_keys_of(state, &user.id);
     if !changed {
         return Err(DomainError::not_found("user", user_id).into());
     }
@@ -130,13 +130,13 @@ pub async fn delete_with(
     cap: &OrgWrite<'_>,
     user_id: String,
 ) -> Result<api::Deleted, ApiError> {
-    let user = find(&state, &user_id).await?;
+    let user = find(state, &user_id).await?;
     let event = cap.event("user.deleted", None, json!({"id": user.id.as_str()}));
     let deleted = state
         .people
         .delete_user(&user.id, keyplane_core::time::now(), &[event])
         .await?;
-    invalidate_keys_of(&state, &user.id);
+    invalidate_keys_of(state, &user.id);
     if !deleted {
         // A concurrent request deleted them first.
         return Err(DomainError::not_found("user", user_id).into());
