@@ -390,9 +390,8 @@ struct SignupPage {
     error: String,
 }
 
-/// `/invite/{token}` or `/setup/{token}`: which one this request is.
-fn is_setup(headers: &HeaderMap, uri_path: &str) -> bool {
-    let _ = headers;
+/// `/setup/{token}` (the first owner's link) rather than `/invite/{token}`.
+fn is_setup(uri_path: &str) -> bool {
     uri_path.starts_with("/setup/")
 }
 
@@ -429,7 +428,7 @@ pub async fn signup_form(
 ) -> Result<Response, DashError> {
     let email = pending_invite_email(&state, &token).await?;
     let (csrf, fresh) = form_token(&headers);
-    let setup = is_setup(&headers, uri.path());
+    let setup = is_setup(uri.path());
     let page = SignupPage {
         csrf: csrf.clone(),
         action: uri.path().to_owned(),
@@ -473,7 +472,7 @@ pub async fn signup(
         ));
     }
     let email = pending_invite_email(&state, &token).await?;
-    let setup = is_setup(&headers, uri.path());
+    let setup = is_setup(uri.path());
     let retry = |message: String| {
         html(
             StatusCode::BAD_REQUEST,
