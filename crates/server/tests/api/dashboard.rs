@@ -367,3 +367,83 @@ fn invite_and_setup_tokens_are_redacted_in_logs() {
     assert_eq!(redacted_path("/setup/kpinv_secret"), "/setup/…");
     assert_eq!(redacted_path("/projects/proj_1"), "/projects/proj_1");
 }
+
+#[tokio::test]
+async fn audit_log_pages_and_filters() {
+    let app = TestApp::spawn_with(Some(PASSWORD)).await;
+    let mut c = Client::new(&app);
+    c.sign_in(OWNER, PASSWORD).await;
+    let csrf = c.session_csrf().await;
+    for i in 0..30 {
+        let name = format!("project {i}");
+        c.post("/projects", &[("name", &name), ("csrf_token", &csrf)])
+            .await;
+    }
+    let first = c.get("/audit?event_type=project.created").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first
+            .body
+            .matches("<td data-label=\"Event\" class=\"event-type\">project.created</td>")
+            .count(),
+        25
+    );
+    assert!(first.body.contains("project 29") && !first.body.contains("project 4\\\""));
+    assert!(!first.body.contains("Newer"));
+    let older = first
+        .body
+        .split("href=\"/audit?")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(older.contains("after="), "{older}");
+    let second = c.get(&format!("/audit?{older}")).await;
+    assert_eq!(
+        second
+            .body
+            .matches("class=\"event-type\">project.created<")
+            .count(),
+        5
+    );
+    assert!(second.body.contains("Newer") && !second.body.contains("Older"));
+    let none = c.get("/audit?actor=nobody%40example.com").await;
+    assert!(none.body.contains("No events match."));
+    let bad = c.get("/audit?from=yesterday").await;
+    assert!(bad.body.contains("Dates look like"));
+}
+
+#[tokio::test]
+async fn a_service_account_key_is_shown_once_and_readers_are_refused() {
+    let app = TestApp::spawn_with(Some(PASSWORD)).await;
+    let mut c = Client::new(&app);
+    c.sign_in(OWNER, PASSWORD).await;
+    let csrf = c.session_csrf().await;
+    let p = c
+        .post("/projects", &[("name", "svc"), ("csrf_token", &csrf)])
+        .await;
+    let project = p.location().to_owned();
+    let created = c
+        .post(
+            &format!("{project}/service-accounts"),
+            &[("name", "deployer"), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK);
+    assert!(created.body.contains("sk-svcacct-"), "{}", created.body);
+    let listed = c.get(&format!("{project}/service-accounts")).await;
+    assert!(listed.body.contains("deployer") && !listed.body.contains("sk-svcacct-"));
+    let usage = c.get(&format!("{project}/usage?range=month")).await;
+    assert!(usage.body.contains("No usage in this period yet"));
+    let limits = c.get(&format!("{project}/limits")).await;
+    assert!(limits.body.contains("No spend limit is set"));
+    let bad = c
+        .post(
+            &format!("{project}/limits/spend"),
+            &[("amount_usd", "lots"), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("must be an amount in US dollars"));
+}
