@@ -81,6 +81,18 @@ test("owner: projects, a key used through the gateway, usage, revoke, invite, au
     await eventually(page, async () => (await row.locator(".last-used").innerText()).trim() !== "Never", "last used");
     await screenshot(page, "04-keys-used");
 
+    // Edit a key's name and permissions.
+    await page.locator("tr", { hasText: "owner's other key" }).getByRole("link", { name: "Edit" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("reporting key");
+    await page.getByLabel("Restricted", { exact: true }).check();
+    await page.getByLabel("Models: read").check();
+    await page.getByLabel("Usage: read").check();
+    await screenshot(page, "04b-key-edit");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.waitForURL(`${base}/projects/${projectId}`);
+    const edited = page.locator("tr", { hasText: "reporting key" });
+    assert.equal(await edited.locator("td[data-label=Permissions]").innerText(), "Restricted");
+
     await page.getByRole("link", { name: "Usage" }).click();
     await eventually(page, async () => Number(await page.locator(".chart-total").first().innerText()) >= 1, "usage chart");
     assert.ok(await page.locator("figure.chart rect").count() > 0);
@@ -123,7 +135,7 @@ test("owner: projects, a key used through the gateway, usage, revoke, invite, au
       await reader.page.waitForURL(`${base}/projects`);
       assert.equal(await reader.page.getByLabel("New project name").count(), 0, "readers create no projects");
       await reader.page.getByRole("link", { name: "Web app" }).click();
-      const ownerRow = reader.page.locator("tr", { hasText: "owner's other key" });
+      const ownerRow = reader.page.locator("tr", { hasText: "reporting key" });
       await ownerRow.waitFor();
       assert.equal(await ownerRow.getByRole("button", { name: "Revoke" }).count(), 0);
       assert.equal(await reader.page.getByText("Project settings").count(), 0);
@@ -147,7 +159,7 @@ test("owner: projects, a key used through the gateway, usage, revoke, invite, au
     // The audit log shows all of it, newest first, and filters by type.
     await page.getByRole("link", { name: "Audit log" }).click();
     const types = await page.locator("td.event-type").allInnerTexts();
-    for (const t of ["login.succeeded", "project.created", "api_key.created", "api_key.deleted",
+    for (const t of ["login.succeeded", "project.created", "api_key.created", "api_key.updated", "api_key.deleted",
       "project.updated", "invite.sent", "invite.accepted"]) {
       assert.ok(types.includes(t), `${t} in ${types}`);
     }

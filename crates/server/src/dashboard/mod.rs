@@ -29,11 +29,22 @@ use keyplane_core::pagination::{Limit, PageRequest};
 use serde::de::DeserializeOwned;
 use session::Me;
 
-/// Dashboard paths that answer without a session.
+/// Dashboard paths that answer without a session (exact, or a prefix when ending in `/`);
+/// every other dashboard route needs one ([`session::require`]).
 pub const PUBLIC_PATHS: &[&str] = &["/login", "/static/", "/setup/", "/invite/"];
 
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.iter().any(|p| {
+        if p.ends_with('/') {
+            path.starts_with(p)
+        } else {
+            path == *p
+        }
+    })
+}
+
 pub fn router(state: AppState) -> Router<AppState> {
-    let signed_in = Router::new()
+    Router::new()
         .route("/", get(home))
         .route("/logout", post(session::logout))
         .route("/projects", get(projects::list).post(projects::create))
@@ -86,8 +97,6 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/invites", post(people::invite))
         .route("/invites/{invite_id}/delete", post(people::delete_invite))
         .route("/audit", get(audit::page))
-        .layer(middleware::from_fn_with_state(state, session::require));
-    Router::new()
         .route("/static/{file}", get(assets::serve))
         .route("/login", get(session::login_form).post(session::login))
         .route(
@@ -98,7 +107,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/invite/{token}",
             get(session::signup_form).post(session::signup),
         )
-        .merge(signed_in)
+        .layer(middleware::from_fn_with_state(state, session::require))
 }
 
 async fn home() -> Redirect {

@@ -135,9 +135,12 @@ fn client_of(req: &Request) -> ClientInfo {
     }
 }
 
-/// Signed-in pages: no session → the sign-in page (or 401 for a form post); every
+/// Every dashboard route but [`super::PUBLIC_PATHS`]: no session → the sign-in page (or 401 for a form post); every
 /// state-changing request must carry the session's CSRF token (403 otherwise).
 pub async fn require(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if super::is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
     let client = client_of(&req);
     let viewer = match resolve(&state, req.headers(), client).await {
         Ok(v) => v,

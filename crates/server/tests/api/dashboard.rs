@@ -447,3 +447,46 @@ async fn a_service_account_key_is_shown_once_and_readers_are_refused() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("must be an amount in US dollars"));
 }
+
+#[tokio::test]
+async fn every_page_but_the_public_ones_needs_a_session() {
+    let app = TestApp::spawn_with(Some(PASSWORD)).await;
+    let mut c = Client::new(&app);
+    for path in [
+        "/",
+        "/projects",
+        "/members",
+        "/audit",
+        "/projects/proj_x",
+        "/projects/proj_x/usage",
+    ] {
+        assert_eq!(c.get(path).await.location(), "/login", "{path}");
+    }
+    for path in ["/projects", "/logout", "/invites", "/projects/proj_x/keys"] {
+        assert_eq!(
+            c.post(path, &[]).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    assert_eq!(c.get("/login").await.status, StatusCode::OK);
+    let css = c.get("/static/dashboard.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    assert_eq!(
+        c.get("/invite/kpinv_nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.get("/setup/kpinv_nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The Admin API is unaffected: a bearer key, no cookie.
+    let (status, _) = app
+        .admin(Method::GET, "/v1/organization/projects", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
