@@ -490,3 +490,21 @@ async fn every_page_but_the_public_ones_needs_a_session() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https() {
+    let app = TestApp::spawn_configured(Some(PASSWORD), |c| {
+        c.public_url = "https://keys.example.com".to_owned();
+    })
+    .await;
+    let mut c = Client::new(&app);
+    let ok = c.sign_in(OWNER, PASSWORD).await;
+    let session = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("keyplane_session="))
+        .unwrap();
+    assert!(session.contains("; Secure"), "{session}");
+}
