@@ -158,6 +158,19 @@ pub async fn modify(
     Json(body): Json<ModifyServiceAccount>,
 ) -> Result<Json<api::ServiceAccount>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(
+        modify_with(&state, &cap, project_id, account_id, body).await?,
+    ))
+}
+
+/// `modify`, shared by the Admin API and the dashboard.
+pub async fn modify_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+    body: ModifyServiceAccount,
+) -> Result<api::ServiceAccount, ApiError> {
     let project = find_project(&state, &project_id).await?;
     project.ensure_active()?;
     let mut account = find(&state, &project, &account_id).await?;
@@ -176,7 +189,7 @@ pub async fn modify(
         .service_accounts
         .update_service_account(&account, &[event])
         .await?;
-    Ok(Json(views::service_account(&account)))
+    Ok(views::service_account(&account))
 }
 
 pub async fn delete(

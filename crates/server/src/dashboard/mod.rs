@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(people::service_accounts).post(people::create_service_account),
         )
         .route(
+            "/projects/{project_id}/service-accounts/{account_id}/role",
+            post(people::service_account_role),
+        )
+        .route(
             "/projects/{project_id}/service-accounts/{account_id}/delete",
             post(people::delete_service_account),
         )

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use keyplane_api_types::{
     CreateInvite, CreateProjectUser, CreateServiceAccount, InviteProject, ModifyProjectUser,
-    ModifyUser,
+    ModifyServiceAccount, ModifyUser,
 };
 use keyplane_core::model::{OrgRole, Project};
 use keyplane_core::pagination::{Limit, PageRequest};
@@ -154,6 +154,35 @@ pub async fn create_service_account(
         }
         Err(e) => Err(DashError(e)),
     }
+}
+
+#[derive(Deserialize)]
+pub struct AccountRoleForm {
+    #[serde(default)]
+    role: String,
+}
+
+pub async fn service_account_role(
+    State(state): State<AppState>,
+    me: Me,
+    Path((project_id, account_id)): Path<(String, String)>,
+    Form(form): Form<AccountRoleForm>,
+) -> Result<Response, DashError> {
+    let project = find_project(&state, &project_id).await?;
+    let result = async {
+        let cap = me.0.principal.org_write()?;
+        let body = ModifyServiceAccount {
+            name: None,
+            role: Some(form.role.clone()),
+        };
+        service_accounts::modify_with(&state, &cap, project_id.clone(), account_id, body).await
+    }
+    .await;
+    change!(
+        result,
+        |_| see(&format!("/projects/{}/service-accounts", project.id)),
+        |s, m| render_accounts(&state, &me, &project, s, m, None)
+    )
 }
 
 pub async fn delete_service_account(

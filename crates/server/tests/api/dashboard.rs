@@ -434,6 +434,25 @@ async fn a_service_account_key_is_shown_once_and_readers_are_refused() {
     assert!(created.body.contains("sk-svcacct-"), "{}", created.body);
     let listed = c.get(&format!("{project}/service-accounts")).await;
     assert!(listed.body.contains("deployer") && !listed.body.contains("sk-svcacct-"));
+    let account = listed
+        .body
+        .split("/service-accounts/")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    let role = c
+        .post(
+            &format!("{project}/service-accounts/{account}/role"),
+            &[("role", "owner"), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::SEE_OTHER);
+    assert!(c
+        .get(&format!("{project}/service-accounts"))
+        .await
+        .body
+        .contains("value=\"owner\" selected"));
     let usage = c.get(&format!("{project}/usage?range=month")).await;
     assert!(usage.body.contains("No usage in this period yet"));
     let limits = c.get(&format!("{project}/limits")).await;
