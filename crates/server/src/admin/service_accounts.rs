@@ -171,9 +171,9 @@ pub async fn modify_with(
     account_id: String,
     body: ModifyServiceAccount,
 ) -> Result<api::ServiceAccount, ApiError> {
-    let project = find_project(&state, &project_id).await?;
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let mut account = find(&state, &project, &account_id).await?;
+    let mut account = find(state, &project, &account_id).await?;
     if let Some(name) = &body.name {
         account.name = Name::parse("name", name)?.into_string();
     }
