@@ -15,6 +15,7 @@ pub mod policy;
 pub mod ports;
 pub mod ratelimit;
 pub mod scopes;
+pub mod sessions;
 pub mod time;
 pub mod usage;
 

@@ -14,6 +14,7 @@ use crate::model::{
 use crate::pagination::{Order, Page, PageRequest};
 use crate::people::{Acceptance, Invite, InviteByToken, OwnerCredential, ProjectRole, ProjectUser};
 use crate::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
+use crate::sessions::Session;
 use crate::time::UnixSeconds;
 use crate::usage::{UsageFilter, UsageRow};
 use async_trait::async_trait;
@@ -359,4 +360,28 @@ pub trait AlertStore: Send + Sync {
         period_start: i64,
         at: UnixSeconds,
     ) -> StoreResult<bool>;
+}
+
+/// Dashboard sign-in: password lookups and sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// A live user by email (case-insensitive) with their Argon2id password hash, if set.
+    async fn user_credentials(&self, email: &str) -> StoreResult<Option<(User, Option<String>)>>;
+    /// Stores a new session (and deletes the one it `replaces`, at sign-in), writing `events`.
+    async fn create_session(
+        &self,
+        session: &Session,
+        replaces: Option<&str>,
+        events: &[AuditEvent],
+    ) -> StoreResult<()>;
+    /// The session stored under `token_hash` with its live user (none when either is gone).
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<(Session, User)>>;
+    /// Moves `last_seen_at` forward (idle expiry).
+    async fn touch_session(&self, token_hash: &str, at: UnixSeconds) -> StoreResult<()>;
+    /// Deletes one session; false when there was none.
+    async fn delete_session(&self, token_hash: &str, events: &[AuditEvent]) -> StoreResult<bool>;
+    /// Deletes sessions past `before` (idle or absolute); returns how many.
+    async fn prune_sessions(&self, idle_before: UnixSeconds, now: UnixSeconds) -> StoreResult<u64>;
+    /// Writes audit events about no stored change (a refused sign-in).
+    async fn record_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
 }

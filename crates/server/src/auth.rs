@@ -153,15 +153,22 @@ fn missing_scope(scope: &str) -> ApiError {
 }
 
 /// Permission to read the organization's configuration.
-pub struct OrgRead<'a>(#[allow(dead_code)] &'a Admin);
+pub struct OrgRead<'a>(std::marker::PhantomData<&'a ()>);
 
 /// Permission to change the organization's configuration; carries the actor for audit events.
-pub struct OrgWrite<'a>(&'a Admin);
+/// An admin key ([`Admin::write`]) or a dashboard session ([`Principal::org_write`]) of an
+/// organization owner produces one.
+pub struct OrgWrite<'a> {
+    /// The user the change is made for (`None`: an admin key owned by a service account).
+    user_id: Option<UserId>,
+    actor: Value,
+    _by: std::marker::PhantomData<&'a ()>,
+}
 
 impl Admin {
     pub fn read(&self) -> Result<OrgRead<'_>, ApiError> {
         if self.0.key.permissions.allows("api.management.read") {
-            Ok(OrgRead(self))
+            Ok(OrgRead(std::marker::PhantomData))
         } else {
             Err(missing_scope("api.management.read"))
         }
@@ -173,7 +180,14 @@ impl Admin {
         let allowed = self.0.key.permissions.allows("api.management.write")
             && access::check_org_write(self.org_role()).is_ok();
         if allowed {
-            Ok(OrgWrite(self))
+            Ok(OrgWrite {
+                user_id: match &self.0.key.owner.id {
+                    KeyOwnerId::User(u) => Some(u.clone()),
+                    KeyOwnerId::ServiceAccount(_) => None,
+                },
+                actor: key_actor(&self.0),
+                _by: std::marker::PhantomData,
+            })
         } else {
             Err(missing_scope("api.management.write"))
         }
@@ -189,45 +203,42 @@ impl Admin {
     }
 }
 
+/// The `api_key` audit actor of a caller (never the key's value).
+fn key_actor(caller: &Caller) -> Value {
+    let key = &caller.key;
+    let (owner_type, owner) = match &key.owner.id {
+        KeyOwnerId::User(u) => (
+            "user",
+            json!({"user": {"id": u.as_str(), "email": key.owner.email}}),
+        ),
+        KeyOwnerId::ServiceAccount(s) => (
+            "service_account",
+            json!({"service_account": {"id": s.as_str()}}),
+        ),
+    };
+    let mut api_key = json!({"id": key.id.as_str(), "type": owner_type});
+    if let (Some(obj), Some(extra)) = (api_key.as_object_mut(), owner.as_object()) {
+        obj.extend(extra.clone());
+    }
+    json!({
+        "type": "api_key",
+        "api_key": api_key,
+        "ip_address": caller.ip,
+        "user_agent": caller.user_agent,
+    })
+}
+
 impl OrgWrite<'_> {
-    pub fn key(&self) -> &ApiKey {
-        &self.0 .0.key
-    }
-
-    /// The user an admin key acts for.
+    /// The user an admin key (or session) acts for.
     pub fn user_id(&self) -> Result<UserId, ApiError> {
-        match &self.key().owner.id {
-            KeyOwnerId::User(u) => Ok(u.clone()),
-            KeyOwnerId::ServiceAccount(_) => Err(ApiError::Unauthorized(
-                "This operation needs an admin key owned by a user.".to_owned(),
-            )),
-        }
+        self.user_id.clone().ok_or_else(|| {
+            ApiError::Unauthorized("This operation needs an admin key owned by a user.".to_owned())
+        })
     }
 
-    /// The audit `actor` for this caller (never the key's value).
+    /// The audit `actor` for this caller (never a key's value).
     pub fn actor(&self) -> Value {
-        let caller = &self.0 .0;
-        let key = &caller.key;
-        let (owner_type, owner) = match &key.owner.id {
-            KeyOwnerId::User(u) => (
-                "user",
-                json!({"user": {"id": u.as_str(), "email": key.owner.email}}),
-            ),
-            KeyOwnerId::ServiceAccount(s) => (
-                "service_account",
-                json!({"service_account": {"id": s.as_str()}}),
-            ),
-        };
-        let mut api_key = json!({"id": key.id.as_str(), "type": owner_type});
-        if let (Some(obj), Some(extra)) = (api_key.as_object_mut(), owner.as_object()) {
-            obj.extend(extra.clone());
-        }
-        json!({
-            "type": "api_key",
-            "api_key": api_key,
-            "ip_address": caller.ip,
-            "user_agent": caller.user_agent,
-        })
+        self.actor.clone()
     }
 
     pub fn event(
@@ -239,7 +250,7 @@ impl OrgWrite<'_> {
         AuditEvent::new(event_type, project, self.actor(), details)
     }
 
-    /// The key's owner as a [`Principal`] (an organization owner).
+    /// The acting user as a [`Principal`] (an organization owner).
     pub fn principal(&self) -> Result<Principal, ApiError> {
         Ok(Principal {
             user_id: self.user_id()?,
@@ -265,6 +276,26 @@ impl Principal {
             org_role: user.role,
             actor: session_actor(user, ip, user_agent),
         }
+    }
+
+    /// Every member of the organization reads its configuration.
+    pub fn org_read(&self) -> OrgRead<'_> {
+        OrgRead(std::marker::PhantomData)
+    }
+
+    /// Organization owners change the organization, as with an owner's admin key.
+    pub fn org_write(&self) -> Result<OrgWrite<'_>, ApiError> {
+        access::check_org_write(self.org_role)?;
+        Ok(OrgWrite {
+            user_id: Some(self.user_id.clone()),
+            actor: self.actor.clone(),
+            _by: std::marker::PhantomData,
+        })
+    }
+
+    /// The audit `actor` of this principal.
+    pub fn actor(&self) -> &Value {
+        &self.actor
     }
 
     /// What this principal may do in `project`, given their membership there (see
@@ -486,6 +517,19 @@ mod tests {
         assert!(foreign
             .manage_key(&KeyOwnerId::User(reader.id.clone()))
             .is_err());
+    }
+
+    #[test]
+    fn a_session_of_an_owner_writes_the_organization_like_an_owners_key() {
+        let owner = person(OrgRole::Owner);
+        let session = Principal::session(&owner, Some("10.0.0.2".into()), None);
+        let cap = session.org_write().unwrap();
+        assert_eq!(cap.user_id().unwrap(), owner.id);
+        let event = cap.event("project.created", None, json!({"id": "proj_1"}));
+        assert_eq!(event.actor["type"], "session");
+        assert_eq!(event.index.actor_id.as_deref(), Some(owner.id.as_str()));
+        let reader = Principal::session(&person(OrgRole::Reader), None, None);
+        assert!(reader.org_write().is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod changes;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod gateway;

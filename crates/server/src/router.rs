@@ -18,6 +18,7 @@ pub fn build(state: AppState) -> Router {
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/v1/invites/accept", post(crate::admin::accept_invite))
         .nest("/v1/organization", crate::admin::router())
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -35,12 +36,23 @@ pub fn build(state: AppState) -> Router {
             tracing::info_span!(
                 "request",
                 method = %req.method(),
-                path = %req.uri().path(),
+                path = %redacted_path(req.uri().path()),
                 matched_path = matched,
                 key_id = tracing::field::Empty,
             )
         }))
         .with_state(state)
+}
+
+/// The request path for logs: the token of an invite or setup link is a credential, so
+/// `/invite/{token}` is logged as `/invite/…`.
+pub fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/invite/", "/setup/"] {
+        if path.starts_with(prefix) && path.len() > prefix.len() {
+            return format!("{prefix}…").into();
+        }
+    }
+    path.into()
 }
 
 async fn healthz() -> &'static str {

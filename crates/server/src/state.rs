@@ -3,7 +3,7 @@ use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
 use keyplane_core::ports::{
     AlertStore, AuditStore, KeyStore, OrgStore, PeopleStore, PolicyStore, ProjectStore,
-    ServiceAccountStore, UsageStore,
+    ServiceAccountStore, SessionStore, UsageStore,
 };
 use std::sync::Arc;
 
@@ -23,6 +23,9 @@ pub struct Services {
     pub policies: Arc<dyn PolicyStore>,
     pub usage: Arc<dyn UsageStore>,
     pub alerts: Arc<dyn AlertStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    /// Failed dashboard sign-ins per address and account.
+    pub login_throttle: crate::dashboard::throttle::LoginThrottle,
     pub verifier: Arc<KeyVerifier>,
     pub gateway: Arc<Gateway>,
     /// Cache invalidation, here and on every other instance.

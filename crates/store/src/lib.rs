@@ -14,6 +14,7 @@ mod policy;
 mod projects;
 mod rows;
 mod service_accounts;
+mod sessions;
 mod usage;
 
 use keyplane_core::ports::StoreError;

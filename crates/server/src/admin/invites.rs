@@ -2,7 +2,7 @@
 //! (or the first owner's setup link) into a member with a password.
 
 use super::{views, Paging};
-use crate::auth::{session_actor, Admin, ClientInfo};
+use crate::auth::{session_actor, Admin, ClientInfo, OrgWrite};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -99,9 +99,18 @@ pub async fn create(
     Json(body): Json<CreateInvite>,
 ) -> Result<Json<api::Invite>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(create_with(&state, &cap, body).await?))
+}
+
+/// `create`, shared by the Admin API and the dashboard.
+pub async fn create_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    body: CreateInvite,
+) -> Result<api::Invite, ApiError> {
     let email = Email::parse("email", &body.email)?;
     let role = OrgRole::parse(&body.role)?;
-    let projects = grants(&state, body.projects).await?;
+    let projects = grants(state, body.projects).await?;
     if state.people.user_by_email(email.as_str()).await?.is_some() {
         return Err(ApiError::invalid(
             Some("email"),
@@ -138,8 +147,8 @@ pub async fn create(
         .create_invite(&invite, &token.hash(), &[event])
         .await?;
     let mut view = views::invite(&invite, now);
-    view.accept_url = Some(link(&state, "invite", &token));
-    Ok(Json(view))
+    view.accept_url = Some(link(state, "invite", &token));
+    Ok(view)
 }
 
 async fn find(state: &AppState, raw_id: &str) -> Result<Invite, ApiError> {
@@ -168,7 +177,16 @@ pub async fn delete(
     Path(invite_id): Path<String>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
-    let invite = find(&state, &invite_id).await?;
+    Ok(Json(delete_with(&state, &cap, invite_id).await?))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    invite_id: String,
+) -> Result<api::Deleted, ApiError> {
+    let invite = find(state, &invite_id).await?;
     if invite.accepted_at.is_some() {
         return Err(ApiError::invalid(
             None,
@@ -183,10 +201,10 @@ pub async fn delete(
     if !deleted {
         return Err(DomainError::not_found("invite", invite_id).into());
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.invite.deleted",
         invite.id.as_str(),
-    )))
+    ))
 }
 
 fn no_such_token() -> ApiError {
@@ -203,6 +221,16 @@ pub async fn accept(
     client: ClientInfo,
     Json(body): Json<AcceptInvite>,
 ) -> Result<Json<api::User>, ApiError> {
+    Ok(Json(views::user(&accept_with(&state, client, body).await?)))
+}
+
+/// Accepts an invite or setup link (the public endpoint and the dashboard's sign-up page);
+/// returns the member who can now sign in.
+pub async fn accept_with(
+    state: &AppState,
+    client: ClientInfo,
+    body: AcceptInvite,
+) -> Result<User, ApiError> {
     let token = body.token.trim();
     if token.is_empty() || token.len() > 128 {
         return Err(no_such_token());
@@ -300,7 +328,7 @@ pub async fn accept(
         password_hash,
     };
     match state.people.accept_invite(&acceptance, &[event]).await {
-        Ok(()) => Ok(Json(views::user(&user))),
+        Ok(()) => Ok(user),
         Err(StoreError::Conflict(m)) => Err(ApiError::invalid(Some("token"), m)),
         Err(e) => Err(e.into()),
     }

@@ -2,17 +2,17 @@
 
 mod admin_keys;
 mod audit_logs;
-mod invites;
+pub(crate) mod invites;
 mod model_permissions;
-mod project_keys;
-mod project_users;
-mod projects;
-mod rate_limits;
-mod service_accounts;
-mod spend;
+pub(crate) mod project_keys;
+pub(crate) mod project_users;
+pub(crate) mod projects;
+pub(crate) mod rate_limits;
+pub(crate) mod service_accounts;
+pub(crate) mod spend;
 mod usage;
-mod users;
-mod views;
+pub(crate) mod users;
+pub(crate) mod views;
 
 pub use invites::accept as accept_invite;
 

@@ -1,13 +1,13 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, reread, views, KeySpec, Paging};
-use crate::auth::{project_access, Admin};
+use crate::auth::{project_access, Admin, ProjectWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use keyplane_api_types::{self as api, CreateProjectApiKey, List, UpdateProjectApiKey};
-use keyplane_core::keys::{KeyId, KeyKind};
+use keyplane_core::keys::{KeyId, KeyKind, PlaintextKey};
 use keyplane_core::model::{
     ApiKey, ExpiresIn, KeyOwnerId, KeyUpdate, Name, OrgRole, OwnerAccessFilter, Project,
 };
@@ -74,37 +74,106 @@ pub async fn create(
         }
     };
     let principal = cap.principal()?;
-    project_access(&state, &principal, &project.id)
+    let owner = KeyOwnerId::User(owner);
+    let write = project_access(&state, &principal, &project.id)
         .await?
-        .manage_key(&KeyOwnerId::User(owner.clone()))?;
+        .manage_key(&owner)?;
     let now = keyplane_core::time::now();
-    let spec = KeySpec {
-        kind: KeyKind::Project,
-        project_id: Some(project.id.clone()),
-        name: Name::parse("name", &body.name)?,
-        permissions: Permissions::parse(body.scopes.as_deref())?,
-        owner: KeyOwnerId::User(owner),
-        now,
-        expires_at: body
-            .expires_in_seconds
-            .map(ExpiresIn::parse)
-            .transpose()?
-            .map(|e| e.expires_at(now)),
-    };
-    let (plain, record) = mint(&state, spec);
-    let event = cap.event(
-        "api_key.created",
-        Some(&project.id),
-        key_created_details(&record),
-    );
-    state.keys.insert_key(&record, &[event]).await?;
-    let mut view = views::project_key(&reread(&state, &record.id).await?);
+    let (plain, key) = create_key(
+        &state,
+        &write,
+        NewKey {
+            owner,
+            name: Name::parse("name", &body.name)?,
+            permissions: Permissions::parse(body.scopes.as_deref())?,
+            expires_at: body
+                .expires_in_seconds
+                .map(ExpiresIn::parse)
+                .transpose()?
+                .map(|e| e.expires_at(now)),
+        },
+    )
+    .await?;
+    let mut view = views::project_key(&key);
     view.value = Some(plain.expose().to_owned());
     Ok(Json(view))
 }
 
+/// What the caller asks for in a new key of a project.
+pub struct NewKey {
+    pub owner: KeyOwnerId,
+    pub name: Name,
+    pub permissions: Permissions,
+    pub expires_at: Option<keyplane_core::time::UnixSeconds>,
+}
+
+/// Creates a key in the project `write` was granted for (the Admin API and the dashboard
+/// both come here): a project key for a user, a service-account key for a service account.
+pub async fn create_key(
+    state: &AppState,
+    write: &ProjectWrite<'_>,
+    new: NewKey,
+) -> Result<(PlaintextKey, ApiKey), ApiError> {
+    let kind = match new.owner {
+        KeyOwnerId::User(_) => KeyKind::Project,
+        KeyOwnerId::ServiceAccount(_) => KeyKind::ServiceAccount,
+    };
+    let spec = KeySpec {
+        kind,
+        project_id: Some(write.project().clone()),
+        name: new.name,
+        permissions: new.permissions,
+        owner: new.owner,
+        now: keyplane_core::time::now(),
+        expires_at: new.expires_at,
+    };
+    let (plain, record) = mint(state, spec);
+    let event = write.event("api_key.created", key_created_details(&record));
+    state.keys.insert_key(&record, &[event]).await?;
+    Ok((plain, reread(state, &record.id).await?))
+}
+
+/// Renames, rescopes or changes the expiry of `key` (a key of `write`'s project).
+pub async fn update_key(
+    state: &AppState,
+    write: &ProjectWrite<'_>,
+    key: &ApiKey,
+    update: &KeyUpdate,
+) -> Result<ApiKey, ApiError> {
+    let event = write.event(
+        "api_key.updated",
+        json!({"id": key.id.as_str(), "changes_requested": {
+            "name": update.name.as_ref().map(|n| n.as_str()),
+            "scopes": update.permissions.as_ref().map(|p| p.to_list()),
+            "expires_at": update.expires_at,
+        }}),
+    );
+    state.keys.update_key(&key.id, update, &[event]).await?;
+    state.changed(Change::key(&key.id));
+    reread(state, &key.id).await
+}
+
+/// Revokes `key` (a key of `write`'s project); the very next request with it fails.
+pub async fn delete_key(
+    state: &AppState,
+    write: &ProjectWrite<'_>,
+    key: &ApiKey,
+) -> Result<(), ApiError> {
+    let event = write.event("api_key.deleted", json!({"id": key.id.as_str()}));
+    let deleted = state
+        .keys
+        .delete_key(&key.id, keyplane_core::time::now(), &[event])
+        .await?;
+    state.changed(Change::key(&key.id));
+    if !deleted {
+        // A concurrent request deleted it first.
+        return Err(DomainError::not_found("API key", key.id.as_str()).into());
+    }
+    Ok(())
+}
+
 /// A live project or service-account key of `project`, or 404.
-async fn find(state: &AppState, project: &Project, raw_id: &str) -> Result<ApiKey, ApiError> {
+pub async fn find(state: &AppState, project: &Project, raw_id: &str) -> Result<ApiKey, ApiError> {
     let id = KeyId::parse(raw_id)?;
     match state.keys.key(&id).await? {
         Some(key) if key.kind != KeyKind::Admin && key.project_id.as_ref() == Some(&project.id) => {
@@ -138,7 +207,7 @@ pub async fn update(
     project.ensure_active()?;
     let key = find(&state, &project, &key_id).await?;
     let principal = cap.principal()?;
-    project_access(&state, &principal, &project.id)
+    let write = project_access(&state, &principal, &project.id)
         .await?
         .manage_key(&key.owner.id)?;
     let now = keyplane_core::time::now();
@@ -162,18 +231,9 @@ pub async fn update(
             })
             .transpose()?,
     };
-    let event = cap.event(
-        "api_key.updated",
-        Some(&project.id),
-        json!({"id": key.id.as_str(), "changes_requested": {
-            "name": update.name.as_ref().map(|n| n.as_str()),
-            "scopes": update.permissions.as_ref().map(|p| p.to_list()),
-            "expires_at": update.expires_at,
-        }}),
-    );
-    state.keys.update_key(&key.id, &update, &[event]).await?;
-    state.changed(Change::key(&key.id));
-    Ok(Json(views::project_key(&reread(&state, &key.id).await?)))
+    Ok(Json(views::project_key(
+        &update_key(&state, &write, &key, &update).await?,
+    )))
 }
 
 pub async fn delete(
@@ -185,23 +245,10 @@ pub async fn delete(
     let project = find_project(&state, &project_id).await?;
     let key = find(&state, &project, &key_id).await?;
     let principal = cap.principal()?;
-    project_access(&state, &principal, &project.id)
+    let write = project_access(&state, &principal, &project.id)
         .await?
         .manage_key(&key.owner.id)?;
-    let event = cap.event(
-        "api_key.deleted",
-        Some(&project.id),
-        json!({"id": key.id.as_str()}),
-    );
-    let deleted = state
-        .keys
-        .delete_key(&key.id, keyplane_core::time::now(), &[event])
-        .await?;
-    state.changed(Change::key(&key.id));
-    if !deleted {
-        // A concurrent request deleted it first.
-        return Err(DomainError::not_found("API key", key_id).into());
-    }
+    delete_key(&state, &write, &key).await?;
     Ok(Json(views::deleted(
         "organization.project.api_key.deleted",
         key.id.as_str(),

@@ -3,7 +3,7 @@
 
 use super::projects::find as find_project;
 use super::{views, Paging};
-use crate::auth::{project_access, Admin};
+use crate::auth::{project_access, Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
@@ -74,12 +74,22 @@ pub async fn create(
     Json(body): Json<CreateProjectUser>,
 ) -> Result<Json<api::ProjectUser>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(create_with(&state, &cap, project_id, body).await?))
+}
+
+/// `create`, shared by the Admin API and the dashboard.
+pub async fn create_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    body: CreateProjectUser,
+) -> Result<api::ProjectUser, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let role = ProjectRole::parse(&body.role)?;
     let user = match (body.user_id.as_deref(), body.email.as_deref()) {
         (Some(id), email) => {
-            let user = super::users::find(&state, id).await?;
+            let user = super::users::find(state, id).await?;
             if let Some(email) = email {
                 if !user.email.eq_ignore_ascii_case(email.trim()) {
                     return Err(ApiError::invalid(
@@ -114,7 +124,7 @@ pub async fn create(
         }
     };
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event(
@@ -131,10 +141,10 @@ pub async fn create(
             &[event],
         )
         .await?;
-    invalidate_keys(&state, &project.id, &user.id);
-    Ok(Json(views::project_user(
-        &reread(&state, &project.id, &user.id).await?,
-    )))
+    invalidate_keys(state, &project.id, &user.id);
+    Ok(views::project_user(
+        &reread(state, &project.id, &user.id).await?,
+    ))
 }
 
 pub async fn retrieve(
@@ -156,18 +166,31 @@ pub async fn modify(
     Json(body): Json<ModifyProjectUser>,
 ) -> Result<Json<api::ProjectUser>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(
+        modify_with(&state, &cap, project_id, user_id, body).await?,
+    ))
+}
+
+/// `modify`, shared by the Admin API and the dashboard.
+pub async fn modify_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    user_id: String,
+    body: ModifyProjectUser,
+) -> Result<api::ProjectUser, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let member = find(&state, &project, &user_id).await?;
+    let member = find(state, &project, &user_id).await?;
     let Some(raw_role) = body.role.as_deref() else {
-        return Ok(Json(views::project_user(&member)));
+        return Ok(views::project_user(&member));
     };
     let role = ProjectRole::parse(raw_role)?;
     if role == member.role {
-        return Ok(Json(views::project_user(&member)));
+        return Ok(views::project_user(&member));
     }
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event(
@@ -178,13 +201,13 @@ pub async fn modify(
         .people
         .update_project_user(&project.id, &member.user.id, role, &[event])
         .await?;
-    invalidate_keys(&state, &project.id, &member.user.id);
+    invalidate_keys(state, &project.id, &member.user.id);
     if !changed {
         return Err(DomainError::not_found("user", user_id).into());
     }
-    Ok(Json(views::project_user(
-        &reread(&state, &project.id, &member.user.id).await?,
-    )))
+    Ok(views::project_user(
+        &reread(state, &project.id, &member.user.id).await?,
+    ))
 }
 
 /// Removes the member; their keys in the project become inactive at once.
@@ -194,11 +217,21 @@ pub async fn delete(
     Path((project_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(delete_with(&state, &cap, project_id, user_id).await?))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    user_id: String,
+) -> Result<api::Deleted, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let member = find(&state, &project, &user_id).await?;
+    let member = find(state, &project, &user_id).await?;
     let principal = cap.principal()?;
-    let write = project_access(&state, &principal, &project.id)
+    let write = project_access(state, &principal, &project.id)
         .await?
         .manage()?;
     let event = write.event("user.deleted", json!({"id": member.user.id.as_str()}));
@@ -206,12 +239,12 @@ pub async fn delete(
         .people
         .remove_project_user(&project.id, &member.user.id, &[event])
         .await?;
-    invalidate_keys(&state, &project.id, &member.user.id);
+    invalidate_keys(state, &project.id, &member.user.id);
     if !removed {
         return Err(DomainError::not_found("user", user_id).into());
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.project.user.deleted",
         member.user.id.as_str(),
-    )))
+    ))
 }

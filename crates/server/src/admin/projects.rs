@@ -1,5 +1,5 @@
 use super::{views, Paging};
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::{shown, ApiError};
 use crate::extract::{bool_param, Json, Path, Query};
@@ -72,6 +72,17 @@ pub async fn create(
     Json(body): Json<CreateProject>,
 ) -> Result<Json<api::Project>, ApiError> {
     let cap = admin.write()?;
+    Ok(Json(views::project(
+        &create_project(&state, &cap, body).await?,
+    )))
+}
+
+/// Creates a project owned by the acting user (Admin API and dashboard).
+pub async fn create_project(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    body: CreateProject,
+) -> Result<Project, ApiError> {
     let name = Name::parse("name", &body.name)?;
     if let Some(r) = &body.residency {
         if !RESIDENCIES.contains(&r.as_str()) {
@@ -102,7 +113,7 @@ pub async fn create(
         .projects
         .create_project(&project, &cap.user_id()?, &[event])
         .await?;
-    Ok(Json(views::project(&project)))
+    Ok(project)
 }
 
 pub async fn find(state: &AppState, raw_id: &str) -> Result<Project, ApiError> {
@@ -130,7 +141,19 @@ pub async fn modify(
     Json(body): Json<ModifyProject>,
 ) -> Result<Json<api::Project>, ApiError> {
     let cap = admin.write()?;
-    let mut project = find(&state, &project_id).await?;
+    let project = find(&state, &project_id).await?;
+    Ok(Json(views::project(
+        &modify_project(&state, &cap, project, body).await?,
+    )))
+}
+
+/// Renames an active project (or changes its `external_key_id`).
+pub async fn modify_project(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    mut project: Project,
+    body: ModifyProject,
+) -> Result<Project, ApiError> {
     project.ensure_active()?;
     if let Some(name) = &body.name {
         project.name = Name::parse("name", name)?.into_string();
@@ -144,7 +167,7 @@ pub async fn modify(
         json!({"id": project.id.as_str(), "changes_requested": {"title": body.name}}),
     );
     state.projects.update_project(&project, &[event]).await?;
-    Ok(Json(views::project(&project)))
+    Ok(project)
 }
 
 pub async fn archive(
@@ -154,6 +177,16 @@ pub async fn archive(
 ) -> Result<Json<api::Project>, ApiError> {
     let cap = admin.write()?;
     let project = find(&state, &project_id).await?;
+    archive_project(&state, &cap, &project).await?;
+    Ok(Json(views::project(&find(&state, &project_id).await?)))
+}
+
+/// Archives the project; its keys stop working at once.
+pub async fn archive_project(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project: &Project,
+) -> Result<(), ApiError> {
     if !project.is_archived() {
         let event = cap.event(
             "project.archived",
@@ -166,5 +199,5 @@ pub async fn archive(
             .await?;
         state.changed(Change::project(&project.id));
     }
-    Ok(Json(views::project(&find(&state, &project_id).await?)))
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `GET /organization/projects/{id}/rate_limits`, `POST …/rate_limits/{rate_limit_id}`.
 
 use super::projects::find as find_project;
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{int_param, Json, Path, QueryParams};
@@ -44,7 +44,7 @@ fn view(l: &EffectiveLimits) -> Value {
 }
 
 /// Every model of the catalog plus any model with a stored override, in catalog order.
-fn all_limits(state: &AppState, overrides: &[RateLimitOverride]) -> Vec<EffectiveLimits> {
+pub fn all_limits(state: &AppState, overrides: &[RateLimitOverride]) -> Vec<EffectiveLimits> {
     let models = state.gateway.policies.models();
     let mut out: Vec<EffectiveLimits> = models
         .iter()
@@ -104,12 +104,12 @@ pub async fn list(
 
 #[derive(Debug, Deserialize)]
 pub struct UpdateRateLimit {
-    max_requests_per_1_minute: Option<i64>,
-    max_tokens_per_1_minute: Option<i64>,
-    max_images_per_1_minute: Option<i64>,
-    max_audio_megabytes_per_1_minute: Option<i64>,
-    max_requests_per_1_day: Option<i64>,
-    batch_1_day_max_input_tokens: Option<i64>,
+    pub max_requests_per_1_minute: Option<i64>,
+    pub max_tokens_per_1_minute: Option<i64>,
+    pub max_images_per_1_minute: Option<i64>,
+    pub max_audio_megabytes_per_1_minute: Option<i64>,
+    pub max_requests_per_1_day: Option<i64>,
+    pub batch_1_day_max_input_tokens: Option<i64>,
 }
 
 pub async fn update(
@@ -119,10 +119,23 @@ pub async fn update(
     Json(body): Json<UpdateRateLimit>,
 ) -> Result<Json<Value>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(
+        update_with(&state, &cap, project_id, rate_limit_id_raw, body).await?,
+    ))
+}
+
+/// `update`, shared by the Admin API and the dashboard.
+pub async fn update_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    rate_limit_id_raw: String,
+    body: UpdateRateLimit,
+) -> Result<Value, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
-    let current = all_limits(&state, &overrides)
+    let current = all_limits(state, &overrides)
         .into_iter()
         .find(|l| rate_limit_id(&l.model) == rate_limit_id_raw)
         .ok_or_else(|| DomainError::not_found("rate limit", &rate_limit_id_raw))?;
@@ -183,9 +196,9 @@ pub async fn update(
         .await?;
     state.changed(Change::policy(&project.id));
     let overrides = state.policies.rate_limit_overrides(&project.id).await?;
-    let updated = all_limits(&state, &overrides)
+    let updated = all_limits(state, &overrides)
         .into_iter()
         .find(|l| l.model == current.model)
         .ok_or_else(|| ApiError::Internal("rate limit vanished after update".into()))?;
-    Ok(Json(view(&updated)))
+    Ok(view(&updated))
 }

@@ -1,6 +1,6 @@
 use super::projects::find as find_project;
 use super::{key_created_details, mint, views, KeySpec, Paging};
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
@@ -64,7 +64,17 @@ pub async fn create(
     Json(body): Json<CreateServiceAccount>,
 ) -> Result<Json<api::ServiceAccountCreated>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(create_with(&state, &cap, project_id, body).await?))
+}
+
+/// `create`, shared by the Admin API and the dashboard.
+pub async fn create_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    body: CreateServiceAccount,
+) -> Result<api::ServiceAccountCreated, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let now = keyplane_core::time::now();
     let only = body.create_service_account_only.unwrap_or(false);
@@ -79,7 +89,7 @@ pub async fn create(
         None
     } else {
         Some(mint(
-            &state,
+            state,
             KeySpec {
                 kind: KeyKind::ServiceAccount,
                 project_id: Some(project.id.clone()),
@@ -107,14 +117,14 @@ pub async fn create(
         .service_accounts
         .create_service_account(&account, key.as_ref().map(|(_, r)| r), &events)
         .await?;
-    Ok(Json(api::ServiceAccountCreated {
+    Ok(api::ServiceAccountCreated {
         object: "organization.project.service_account".to_owned(),
         id: account.id.to_string(),
         name: account.name,
         role: account.role,
         created_at: account.created_at,
         api_key: key.map(|(plain, record)| key_view(&plain, &record)),
-    }))
+    })
 }
 
 async fn find(
@@ -149,9 +159,22 @@ pub async fn modify(
     Json(body): Json<ModifyServiceAccount>,
 ) -> Result<Json<api::ServiceAccount>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(
+        modify_with(&state, &cap, project_id, account_id, body).await?,
+    ))
+}
+
+/// `modify`, shared by the Admin API and the dashboard.
+pub async fn modify_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+    body: ModifyServiceAccount,
+) -> Result<api::ServiceAccount, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let mut account = find(&state, &project, &account_id).await?;
+    let mut account = find(state, &project, &account_id).await?;
     if let Some(name) = &body.name {
         account.name = Name::parse("name", name)?.into_string();
     }
@@ -167,7 +190,7 @@ pub async fn modify(
         .service_accounts
         .update_service_account(&account, &[event])
         .await?;
-    Ok(Json(views::service_account(&account)))
+    Ok(views::service_account(&account))
 }
 
 pub async fn delete(
@@ -176,9 +199,21 @@ pub async fn delete(
     Path((project_id, account_id)): Path<(String, String)>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(
+        delete_with(&state, &cap, project_id, account_id).await?,
+    ))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+) -> Result<api::Deleted, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let account = find(&state, &project, &account_id).await?;
+    let account = find(state, &project, &account_id).await?;
     let event = cap.event(
         "service_account.deleted",
         Some(&project.id),
@@ -200,10 +235,10 @@ pub async fn delete(
     for id in &revoked {
         state.changed(Change::key(id));
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.project.service_account.deleted",
         account.id.as_str(),
-    )))
+    ))
 }
 
 /// `POST …/service_accounts/{id}/api_keys`: another key for an existing service account.
@@ -214,12 +249,25 @@ pub async fn create_key(
     OptionalJson(body): OptionalJson<CreateServiceAccountApiKey>,
 ) -> Result<Json<api::ServiceAccountApiKey>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(
+        create_key_with(&state, &cap, project_id, account_id, body).await?,
+    ))
+}
+
+/// `create_key`, shared by the Admin API and the dashboard.
+pub async fn create_key_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    account_id: String,
+    body: CreateServiceAccountApiKey,
+) -> Result<api::ServiceAccountApiKey, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
-    let account = find(&state, &project, &account_id).await?;
+    let account = find(state, &project, &account_id).await?;
     let now = keyplane_core::time::now();
     let (plain, record) = mint(
-        &state,
+        state,
         KeySpec {
             kind: KeyKind::ServiceAccount,
             project_id: Some(project.id.clone()),
@@ -236,5 +284,5 @@ pub async fn create_key(
         key_created_details(&record),
     );
     state.keys.insert_key(&record, &[event]).await?;
-    Ok(Json(key_view(&plain, &record)))
+    Ok(key_view(&plain, &record))
 }

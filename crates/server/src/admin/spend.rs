@@ -3,7 +3,7 @@
 
 use super::projects::find as find_project;
 use super::Paging;
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Deserialize)]
 pub struct SetSpendLimit {
-    threshold_amount: i64,
-    currency: String,
-    interval: String,
+    pub threshold_amount: i64,
+    pub currency: String,
+    pub interval: String,
 }
 
 async fn limit_view(state: &AppState, project: &ProjectId, l: &SpendLimit) -> Value {
@@ -61,7 +61,17 @@ pub async fn set_limit(
     Json(body): Json<SetSpendLimit>,
 ) -> Result<Json<Value>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(set_limit_with(&state, &cap, project_id, body).await?))
+}
+
+/// `set_limit`, shared by the Admin API and the dashboard.
+pub async fn set_limit_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+    body: SetSpendLimit,
+) -> Result<Value, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     parse_money(body.threshold_amount, 1, &body.currency, &body.interval)?;
     let limit = SpendLimit {
@@ -79,7 +89,7 @@ pub async fn set_limit(
         .set_spend_limit(&project.id, Some(&limit), &[event])
         .await?;
     state.changed(Change::policy(&project.id));
-    Ok(Json(limit_view(&state, &project.id, &limit).await))
+    Ok(limit_view(state, &project.id, &limit).await)
 }
 
 pub async fn delete_limit(
@@ -88,7 +98,16 @@ pub async fn delete_limit(
     Path(project_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let cap = admin.write()?;
-    let project = find_project(&state, &project_id).await?;
+    Ok(Json(delete_limit_with(&state, &cap, project_id).await?))
+}
+
+/// `delete_limit`, shared by the Admin API and the dashboard.
+pub async fn delete_limit_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    project_id: String,
+) -> Result<Value, ApiError> {
+    let project = find_project(state, &project_id).await?;
     project.ensure_active()?;
     let event = cap.event(
         "project.updated",
@@ -100,9 +119,7 @@ pub async fn delete_limit(
         .set_spend_limit(&project.id, None, &[event])
         .await?;
     state.changed(Change::policy(&project.id));
-    Ok(Json(
-        json!({"object": "project.spend_limit.deleted", "deleted": true}),
-    ))
+    Ok(json!({"object": "project.spend_limit.deleted", "deleted": true}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,9 +132,9 @@ pub struct NotificationChannel {
 
 #[derive(Debug, Deserialize)]
 pub struct AlertBody {
-    threshold_amount: i64,
-    currency: String,
-    interval: String,
+    pub threshold_amount: i64,
+    pub currency: String,
+    pub interval: String,
     notification_channel: NotificationChannel,
 }
 

@@ -1,7 +1,7 @@
 //! `/organization/users`: the organization's members (they arrive through invites).
 
 use super::{views, Paging};
-use crate::auth::Admin;
+use crate::auth::{Admin, OrgWrite};
 use crate::changes::Change;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, QueryParams};
@@ -70,7 +70,17 @@ pub async fn modify(
     Json(body): Json<ModifyUser>,
 ) -> Result<Json<api::User>, ApiError> {
     let cap = admin.write()?;
-    let mut user = find(&state, &user_id).await?;
+    Ok(Json(modify_with(&state, &cap, user_id, body).await?))
+}
+
+/// `modify`, shared by the Admin API and the dashboard.
+pub async fn modify_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    user_id: String,
+    body: ModifyUser,
+) -> Result<api::User, ApiError> {
+    let mut user = find(state, &user_id).await?;
     if body.role_id.is_some() {
         return Err(ApiError::invalid(
             Some("role_id"),
@@ -78,11 +88,11 @@ pub async fn modify(
         ));
     }
     let Some(raw_role) = body.role.as_deref() else {
-        return Ok(Json(views::user(&user)));
+        return Ok(views::user(&user));
     };
     let role = OrgRole::parse(raw_role)?;
     if role == user.role {
-        return Ok(Json(views::user(&user)));
+        return Ok(views::user(&user));
     }
     let event = cap.event(
         "user.updated",
@@ -94,12 +104,12 @@ pub async fn modify(
         .update_user_role(&user.id, role, &[event])
         .await?;
     // An admin key acts with its owner's role: the owner's keys must be re-read at once.
-    invalidate_keys_of(&state, &user.id);
+    invalidate_keys_of(state, &user.id);
     if !changed {
         return Err(DomainError::not_found("user", user_id).into());
     }
     user.role = role;
-    Ok(Json(views::user(&user)))
+    Ok(views::user(&user))
 }
 
 /// Removes the user: their keys become inactive at once. The last owner cannot be removed.
@@ -109,19 +119,28 @@ pub async fn delete(
     Path(user_id): Path<String>,
 ) -> Result<Json<api::Deleted>, ApiError> {
     let cap = admin.write()?;
-    let user = find(&state, &user_id).await?;
+    Ok(Json(delete_with(&state, &cap, user_id).await?))
+}
+
+/// `delete`, shared by the Admin API and the dashboard.
+pub async fn delete_with(
+    state: &AppState,
+    cap: &OrgWrite<'_>,
+    user_id: String,
+) -> Result<api::Deleted, ApiError> {
+    let user = find(state, &user_id).await?;
     let event = cap.event("user.deleted", None, json!({"id": user.id.as_str()}));
     let deleted = state
         .people
         .delete_user(&user.id, keyplane_core::time::now(), &[event])
         .await?;
-    invalidate_keys_of(&state, &user.id);
+    invalidate_keys_of(state, &user.id);
     if !deleted {
         // A concurrent request deleted them first.
         return Err(DomainError::not_found("user", user_id).into());
     }
-    Ok(Json(views::deleted(
+    Ok(views::deleted(
         "organization.user.deleted",
         user.id.as_str(),
-    )))
+    ))
 }

@@ -15,6 +15,20 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(None).await
+    }
+
+    /// With `owner_password`, the first owner (`owner@localhost` by default) can sign in to
+    /// the dashboard.
+    pub async fn spawn_with(owner_password: Option<&str>) -> Self {
+        Self::spawn_configured(owner_password, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_with`], with a last change to the configuration.
+    pub async fn spawn_configured(
+        owner_password: Option<&str>,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -30,6 +44,9 @@ impl TestApp {
             ..Overrides::default()
         })
         .unwrap();
+        let mut config = config;
+        config.owner_password = owner_password.map(|p| secrecy::SecretString::from(p.to_owned()));
+        change(&mut config);
         let store = keyplane_server::startup::open_store(&config).await.unwrap();
         let hasher = keyplane_server::startup::hasher(&config);
         let key = keyplane_server::startup::initialize(&store, &config, &hasher)

@@ -7,3 +7,4 @@ mod cases;
 mod gateway_cases;
 mod harness;
 mod people_cases;
+mod session_cases;
