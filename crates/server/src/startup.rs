@@ -292,6 +292,17 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     });
 
+    // Cluster-wide counters (Redis): connect before serving; a Redis that is down only degrades
+    // limits to this instance's share until the task's probe reconnects.
+    let cluster_task = match state.gateway.cluster.clone() {
+        Some(cluster) => {
+            cluster.connect().await;
+            #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+            Some(tokio::spawn(cluster.run(stop_tx.subscribe())))
+        }
+        None => None,
+    };
+
     let retention_task = config.audit_retention_days.map(|days| {
         #[allow(clippy::disallowed_methods)] // awaited below before the process exits
         tokio::spawn(crate::retention::run(
@@ -314,6 +325,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = meter_task.await;
     let _ = alert_task.await;
     if let Some(task) = retention_task {
+        let _ = task.await;
+    }
+    if let Some(task) = cluster_task {
         let _ = task.await;
     }
     store.db().close().await;

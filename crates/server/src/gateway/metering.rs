@@ -54,20 +54,51 @@ impl Meter {
         let _ = self.tx.send(row);
     }
 
-    /// The project's spend since `month_start` (nano-USD), from memory when fresh.
-    pub async fn month_spend(&self, project: &str, month_start: i64) -> Option<i64> {
-        if let Ok(spend) = self.spend.lock() {
+    /// The project's spend since `month_start` (nano-USD), from memory once known. A figure
+    /// older than [`SPEND_REFRESH`] is still served while one background read refreshes it
+    /// (stale-while-revalidate): only a project's first check waits on the database.
+    pub async fn month_spend(self: &Arc<Self>, project: &str, month_start: i64) -> Option<i64> {
+        let mut stale = None;
+        if let Ok(mut spend) = self.spend.lock() {
             if spend.month_start == month_start {
-                if let Some((nano, at)) = spend.loaded.get(project) {
+                if let Some((nano, at)) = spend.loaded.get_mut(project) {
                     if at.elapsed() < SPEND_REFRESH {
                         return Some(*nano);
                     }
+                    // Claims the refresh: the next ones keep serving this figure meanwhile.
+                    *at = std::time::Instant::now();
+                    stale = Some(*nano);
                 }
             }
         }
+        if let Some(nano) = stale {
+            let meter = self.clone();
+            let project = project.to_owned();
+            // A read-only refresh: nothing for shutdown to wait for.
+            #[allow(clippy::disallowed_methods)]
+            tokio::spawn(async move {
+                if let Some(fresh) = meter.stored_spend(&project, month_start).await {
+                    meter.remember_spend(&project, month_start, fresh);
+                }
+            });
+            return Some(nano);
+        }
+        let nano = self.stored_spend(project, month_start).await?;
+        self.remember_spend(project, month_start, nano);
+        Some(nano)
+    }
+
+    /// The project's spend since `month_start` as the database has it now.
+    pub async fn stored_spend(&self, project: &str, month_start: i64) -> Option<i64> {
         let pid = keyplane_core::ids::ProjectId::from_trusted(project.to_owned());
-        let nano = self.store.cost_since(Some(&pid), month_start).await.ok()?;
+        self.store.cost_since(Some(&pid), month_start).await.ok()
+    }
+
+    fn remember_spend(&self, project: &str, month_start: i64, nano: i64) {
         if let Ok(mut spend) = self.spend.lock() {
+            if month_start < spend.month_start {
+                return; // a late refresh of last month
+            }
             if spend.month_start != month_start {
                 spend.month_start = month_start;
                 spend.loaded.clear();
@@ -76,7 +107,6 @@ impl Meter {
                 .loaded
                 .insert(project.to_owned(), (nano, std::time::Instant::now()));
         }
-        Some(nano)
     }
 
     /// The flush loop: runs until `stop` fires and the channel is drained.
