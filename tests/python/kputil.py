@@ -37,6 +37,8 @@ PG_ADMIN_URL = (
     or "postgres://postgres@127.0.0.1:5432/postgres"
 )
 OUTPUT_DIR = TESTS_DIR / "test-output"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = int(os.environ.get("KEYPLANE_TEST_REDIS_PORT") or 6379)
 
 STARTUP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
@@ -617,8 +619,19 @@ ROUTED_MODEL_PREFIX = "kp-routed-"
 UPSTREAM_TIMEOUT_SECS = 1
 
 
+# With KEYPLANE_TEST_GATEWAY_REDIS=1 every test server keeps its rate-limit and spend counters in
+# Redis (one key namespace per test session), so the gateway tests check that both limiters
+# behave the same (`scripts/test` runs the limit tests both ways).
+GATEWAY_REDIS = os.environ.get("KEYPLANE_TEST_GATEWAY_REDIS") == "1"
+GATEWAY_REDIS_PREFIX = f"kptest-session-{uuid.uuid4().hex[:12]}"
+
+
 def gateway_env(mock: Mock) -> dict[str, str]:
-    return {**mock.env(UPSTREAM_KEY), ROUTED_UPSTREAM_KEY_ENV: ROUTED_UPSTREAM_KEY}
+    env = {**mock.env(UPSTREAM_KEY), ROUTED_UPSTREAM_KEY_ENV: ROUTED_UPSTREAM_KEY}
+    if GATEWAY_REDIS:
+        env["KEYPLANE_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+        env["KEYPLANE_REDIS_PREFIX"] = GATEWAY_REDIS_PREFIX
+    return env
 
 
 def gateway_config(mock: Mock, dead_port: int, extra: str = "") -> str:
@@ -945,8 +958,6 @@ def assert_no_client_secret(mock: Mock, secrets: set[str]) -> None:
 # Redis: the shared counters of a cluster of instances, and a proxy that can cut them off
 # ---------------------------------------------------------------------------------------------
 
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = int(os.environ.get("KEYPLANE_TEST_REDIS_PORT") or 6379)
 
 
 def redis_command(*args: str | int, port: int = REDIS_PORT) -> Any:
