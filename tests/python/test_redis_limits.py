@@ -229,3 +229,22 @@ def test_redis_down_at_startup_still_serves_on_the_share(cluster):
         assert kputil.metrics(c.servers[0].port)["keyplane_redis_up"] == 0
     finally:
         dead.close()
+
+
+def test_a_changed_limit_keeps_what_was_used(cluster, redis_prefix):
+    c = cluster(1)
+    project, key = _project_with_limits(c, **{"gpt-4o": 10})
+    assert [c.chat(0, key, "gpt-4o").status for _ in range(4)] == [200] * 4
+    # Lowered to 6 with 4 used: 2 left (not 6, not 0).
+    c.admin.ok(
+        "POST",
+        f"/projects/{project}/rate_limits/rl-gpt-4o",
+        json_body={"max_requests_per_1_minute": 6},
+    )
+    got = [c.chat(0, key, "gpt-4o") for _ in range(3)]
+    assert [r.status for r in got] == [200, 200, 429], got
+    assert_rate_headers(got[0].headers, limit_requests=6)
+    bucket = f"{redis_prefix}:rl:{{{project}}}:gpt-4o:rpm"
+    assert float(kputil.redis_command("HGET", bucket, "cap")) == 6
+    # The key disappears once the bucket would be full again (about 6 requests' refill).
+    assert 0 < kputil.redis_command("PTTL", bucket) <= 61_000

@@ -180,3 +180,73 @@ fn merge(pending: &mut HashMap<RowKey, UsageRow>, row: UsageRow) {
         }
     }
 }
+
+#[cfg(test)]
+mod spend_tests {
+    use super::*;
+    use keyplane_core::ids::ProjectId;
+    use keyplane_core::ports::StoreResult;
+    use keyplane_core::usage::UsageFilter;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+    /// A usage store whose spend reads count and, once `hold` is set, wait for `release`.
+    #[derive(Default)]
+    struct SlowSpend {
+        figure: AtomicI64,
+        reads: AtomicUsize,
+        hold: std::sync::atomic::AtomicBool,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for SlowSpend {
+        async fn add_usage(&self, _rows: &[UsageRow]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
+            Ok(Vec::new())
+        }
+        async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.hold.load(Ordering::SeqCst) {
+                self.release.notified().await;
+            }
+            Ok(self.figure.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_spend_figure_is_served_while_it_is_refreshed() {
+        let store = Arc::new(SlowSpend::default());
+        store.figure.store(5, Ordering::SeqCst);
+        let meter = Arc::new(Meter::new(store.clone()));
+        // The first check of a project waits on the database; the next ones do not.
+        assert_eq!(meter.month_spend("p", 100).await, Some(5));
+        assert_eq!(meter.month_spend("p", 100).await, Some(5));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+
+        // The figure goes stale while the database is slow: it is still served at once, and
+        // only one refresh starts.
+        if let Ok(mut spend) = meter.spend.lock() {
+            let entry = spend.loaded.get_mut("p").unwrap();
+            entry.1 = std::time::Instant::now() - SPEND_REFRESH - Duration::from_secs(1);
+        }
+        store.hold.store(true, Ordering::SeqCst);
+        store.figure.store(9, Ordering::SeqCst);
+        for _ in 0..3 {
+            let got = tokio::time::timeout(Duration::from_millis(200), meter.month_spend("p", 100))
+                .await
+                .expect("a known figure never waits on the database");
+            assert_eq!(got, Some(5));
+        }
+        store.release.notify_one();
+        for _ in 0..100 {
+            if meter.month_spend("p", 100).await == Some(9) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(meter.month_spend("p", 100).await, Some(9));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+}
