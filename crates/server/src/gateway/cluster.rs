@@ -183,7 +183,7 @@ impl ClusterCounters {
         // The URL may carry a password: the error names neither.
         let client = redis::Client::open(url.expose_secret()).map_err(|_| {
             ClusterConfigError(
-                "KEYPLANE_REDIS_URL is not a valid Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://…)"
+                "KEYPLANE_REDIS_URL is not a valid Redis URL (expected redis://[user:password@]host[:port][/db])"
                     .into(),
             )
         })?;
