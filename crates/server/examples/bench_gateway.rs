@@ -2,7 +2,7 @@
 //! `keyplane-mock-upstream`, against the mock called directly and nginx as a plain proxy.
 //!
 //! ```sh
-//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --example bench_gateway
+//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
 //!     [--redis redis://127.0.0.1:6379/0]
 //! ```
