@@ -1005,10 +1005,12 @@ def redis_delete_prefix(prefix: str) -> None:
 
 class TcpProxy:
     """A TCP proxy in front of `target_port` that can be cut (every connection closed, new ones
-    refused) and restored on the same port, to simulate an outage of what is behind it."""
+    refused) and restored on the same port, to simulate an outage of what is behind it, or
+    stalled (bytes held back until `unstall`), to simulate a slow one."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
+        self.stalled = threading.Event()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -1043,13 +1045,20 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def stall(self) -> None:
+        self.stalled.set()
+
+    def unstall(self) -> None:
+        self.stalled.clear()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                while self.stalled.is_set():
+                    time.sleep(0.01)
                 dst.sendall(data)
         except OSError:
             pass

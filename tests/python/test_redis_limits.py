@@ -195,7 +195,9 @@ def test_redis_outage_degrades_to_a_share_per_instance_and_recovers(cluster, red
             m = kputil.metrics(s.port)
             assert m["keyplane_redis_up"] == 0, m
             assert m["keyplane_redis_fallback_total"] >= 1, m
-        assert any("Redis unavailable" in s.log_text() for s in c.servers)
+        for s in c.servers:
+            # Warned once per outage (at most every 10 s), not once per request.
+            assert 1 <= s.log_text().count("Redis unavailable") <= 2, s.label
 
         proxy.restore()
         recovered = kputil.poll(
@@ -248,3 +250,37 @@ def test_a_changed_limit_keeps_what_was_used(cluster, redis_prefix):
     assert float(kputil.redis_command("HGET", bucket, "cap")) == 6
     # The key disappears once the bucket would be full again (about 6 requests' refill).
     assert 0 < kputil.redis_command("PTTL", bucket) <= 61_000
+
+
+def test_a_slow_redis_costs_a_request_at_most_the_timeout_and_recovers(cluster):
+    proxy = kputil.TcpProxy(kputil.REDIS_PORT)
+    try:
+        c = cluster(2, redis_port=proxy.port, KEYPLANE_REDIS_TIMEOUT_MS="50")
+        _, key = _project_with_limits(c, **{"gpt-4o": 6, "o3-mini": 4})
+        assert c.chat(0, key, "gpt-4o-mini").status == 200
+
+        proxy.stall()  # Redis answers nothing (until unstalled)
+        timings = {}
+        for i in range(2):
+            got = []
+            for _ in range(4):
+                start = time.monotonic()
+                got.append(c.chat(i, key, "gpt-4o").status)
+                timings.setdefault(i, []).append(time.monotonic() - start)
+            # 6 / 2 instances = 3 each.
+            assert got == [200, 200, 200, 429], (i, got)
+        # Only a probe waits for the timeout; nothing waits for Redis itself.
+        slowest = max(t for ts in timings.values() for t in ts)
+        assert slowest < 1.0, timings
+        assert all(kputil.metrics(s.port)["keyplane_redis_up"] == 0 for s in c.servers)
+
+        proxy.unstall()
+        recovered = kputil.poll(
+            lambda: all(kputil.metrics(s.port)["keyplane_redis_up"] == 1 for s in c.servers),
+            timeout=10,
+        )
+        assert recovered, [kputil.metrics(s.port) for s in c.servers]
+        statuses = [c.chat(i, key, "o3-mini").status for i in range(8)]
+        assert statuses.count(200) == 4, statuses
+    finally:
+        proxy.close()
