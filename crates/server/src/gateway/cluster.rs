@@ -684,4 +684,73 @@ mod tests {
         .unwrap();
         assert!(!bad.to_string().contains("hunter2"), "{bad}");
     }
+
+    /// Against the Redis of `KEYPLANE_TEST_REDIS_URL` (default 127.0.0.1:6379, which CI starts),
+    /// in a key namespace of its own.
+    #[tokio::test]
+    async fn the_script_takes_all_or_nothing_and_settling_refunds() {
+        let url = std::env::var("KEYPLANE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
+        let prefix = format!("kptest-unit-{}", std::process::id());
+        let c = Arc::new(
+            ClusterCounters::new(
+                &SecretString::from(url),
+                &prefix,
+                Duration::from_millis(500),
+                2,
+            )
+            .unwrap(),
+        );
+        assert!(c.connect().await, "Redis must be reachable for this test");
+        let mut l = limits();
+        l.requests_per_minute = 100;
+        l.tokens_per_minute = 100;
+        let (d, via) = c.admit("p", &l, 90, 0).await;
+        assert_eq!(via, Via::Redis);
+        assert!(d.refused.is_none());
+        assert_eq!((d.tokens.limit, d.tokens.remaining), (100, 10));
+        // Tokens refuse: nothing is taken, not even the request.
+        let (d, _) = c.admit("p", &l, 20, 0).await;
+        let (kind, adm, cost) = d.refused.unwrap();
+        assert_eq!(
+            (kind, adm.remaining, cost),
+            (LimitKind::TokensPerMinute, 10, 20)
+        );
+        assert!(adm.retry_after > Duration::ZERO);
+        // The request really used 10 tokens: 80 go back.
+        c.settle(Via::Redis, "p", &l, -80);
+        let ops: Vec<Op> = {
+            let mut rx = c.rx.lock().unwrap().take().unwrap();
+            let mut v = Vec::new();
+            while let Ok(op) = rx.try_recv() {
+                v.push(op);
+            }
+            v
+        };
+        assert_eq!(ops.len(), 1);
+        c.apply(ops).await;
+        let (d, _) = c.admit("p", &l, 20, 0).await;
+        assert!(d.refused.is_none(), "{d:?}");
+        assert_eq!(d.requests.remaining, 98);
+        assert!((69..=70).contains(&d.tokens.remaining), "{d:?}");
+        // Images per minute only count for image requests.
+        let (d, _) = c.admit("q", &limits(), 0, 6).await;
+        assert_eq!(d.refused.map(|r| r.0), Some(LimitKind::ImagesPerMinute));
+        assert!(c.admit("q", &limits(), 0, 5).await.0.refused.is_none());
+        assert_eq!(c.fallback_total(), 0);
+
+        // Clean up this test's keys only.
+        let mut conn = c.conn.get().unwrap().clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty());
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
