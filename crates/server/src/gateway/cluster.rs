@@ -273,7 +273,10 @@ impl ClusterCounters {
     }
 
     fn mark_up(&self) {
-        if self.retry_at_ms.swap(0, Ordering::AcqRel) != 0 {
+        // A load first: the hot path (Redis up) never writes the shared cache line.
+        if self.retry_at_ms.load(Ordering::Acquire) != 0
+            && self.retry_at_ms.swap(0, Ordering::AcqRel) != 0
+        {
             tracing::info!("Redis is reachable again: rate limits and spend are cluster-wide");
         }
     }
