@@ -55,6 +55,11 @@ def pytest_sessionstart(session):
         )
 
 
+def pytest_sessionfinish(session, exitstatus):
+    if kputil.GATEWAY_REDIS:
+        kputil.redis_delete_prefix(kputil.GATEWAY_REDIS_PREFIX)
+
+
 @pytest.fixture(scope="session")
 def workdir():
     path = Path(tempfile.mkdtemp(prefix="keyplane-tests-"))

@@ -37,6 +37,8 @@ PG_ADMIN_URL = (
     or "postgres://postgres@127.0.0.1:5432/postgres"
 )
 OUTPUT_DIR = TESTS_DIR / "test-output"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = int(os.environ.get("KEYPLANE_TEST_REDIS_PORT") or 6379)
 
 STARTUP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 30.0
@@ -617,8 +619,19 @@ ROUTED_MODEL_PREFIX = "kp-routed-"
 UPSTREAM_TIMEOUT_SECS = 1
 
 
+# With KEYPLANE_TEST_GATEWAY_REDIS=1 every test server keeps its rate-limit and spend counters in
+# Redis (one key namespace per test session), so the gateway tests check that both limiters
+# behave the same (`scripts/test` runs the limit tests both ways).
+GATEWAY_REDIS = os.environ.get("KEYPLANE_TEST_GATEWAY_REDIS") == "1"
+GATEWAY_REDIS_PREFIX = f"kptest-session-{uuid.uuid4().hex[:12]}"
+
+
 def gateway_env(mock: Mock) -> dict[str, str]:
-    return {**mock.env(UPSTREAM_KEY), ROUTED_UPSTREAM_KEY_ENV: ROUTED_UPSTREAM_KEY}
+    env = {**mock.env(UPSTREAM_KEY), ROUTED_UPSTREAM_KEY_ENV: ROUTED_UPSTREAM_KEY}
+    if GATEWAY_REDIS:
+        env["KEYPLANE_REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
+        env["KEYPLANE_REDIS_PREFIX"] = GATEWAY_REDIS_PREFIX
+    return env
 
 
 def gateway_config(mock: Mock, dead_port: int, extra: str = "") -> str:
@@ -939,3 +952,153 @@ def assert_no_client_secret(mock: Mock, secrets: set[str]) -> None:
                 assert fragment not in blob, f"a Keyplane key reached the upstream: {req}"
         for prefix in KEY_PREFIXES.values():
             assert prefix not in blob, f"a Keyplane key reached the upstream: {req}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis: the shared counters of a cluster of instances, and a proxy that can cut them off
+# ---------------------------------------------------------------------------------------------
+
+
+
+def redis_command(*args: str | int, port: int = REDIS_PORT) -> Any:
+    """One Redis command over RESP (no client library): returns ints, strings (bytes decoded),
+    None or lists."""
+    parts = [str(a).encode() for a in args]
+    req = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection((REDIS_HOST, port), timeout=5) as sock:
+        sock.sendall(req)
+        f = sock.makefile("rb")
+
+        def read() -> Any:
+            line = f.readline()
+            kind, rest = line[:1], line[1:-2]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise RuntimeError(f"Redis error: {rest.decode()}")
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                if n < 0:
+                    return None
+                data = f.read(n + 2)[:-2]
+                return data.decode()
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise RuntimeError(f"unexpected Redis reply {line!r}")
+
+        return read()
+
+
+def redis_delete_prefix(prefix: str) -> None:
+    """Deletes the keys of one test's namespace (never FLUSHALL: Redis is shared)."""
+    cursor = "0"
+    while True:
+        cursor, keys = redis_command("SCAN", cursor, "MATCH", prefix + ":*", "COUNT", 1000)
+        if keys:
+            redis_command("DEL", *keys)
+        if cursor == "0":
+            return
+
+
+class TcpProxy:
+    """A TCP proxy in front of `target_port` that can be cut (every connection closed, new ones
+    refused) and restored on the same port, to simulate an outage of what is behind it, or
+    stalled (bytes held back until `unstall`), to simulate a slow one."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.stalled = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def stall(self) -> None:
+        self.stalled.set()
+
+    def unstall(self) -> None:
+        self.stalled.clear()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.stalled.is_set():
+                    time.sleep(0.01)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would leave the
+            # socket listening until that accept returns.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.cut()
+
+
+def metrics(port: int) -> dict[str, float]:
+    """`GET /metrics` (Prometheus text) as {name: value}."""
+    resp = http_request(port, "GET", "/metrics")
+    assert resp.status == 200, resp
+    out = {}
+    for line in resp.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out

@@ -103,6 +103,16 @@ impl Bucket {
     }
 }
 
+/// One instance's share of a cluster-wide `limit` when the instances cannot coordinate (the shared
+/// counters are unreachable): `limit / instances`, never 0 unless the limit itself is 0, so a
+/// small limit over many instances still lets each instance serve something.
+pub fn per_instance(limit: u64, instances: u32) -> u64 {
+    if limit == 0 {
+        return 0;
+    }
+    (limit / u64::from(instances.max(1))).max(1)
+}
+
 /// `6m0s`, `1s`, `12ms`: the Go-style durations OpenAI's reset headers use.
 pub fn format_reset(d: Duration) -> String {
     let ms = d.as_millis();
@@ -172,6 +182,19 @@ mod tests {
         b.set_limit(20, MIN, 0);
         assert_eq!(b.check(0, 0).remaining, 16);
         assert_eq!(b.limit(), 20);
+    }
+
+    #[test]
+    fn an_instance_share_divides_the_limit_but_never_to_zero() {
+        assert_eq!(per_instance(10, 1), 10);
+        assert_eq!(per_instance(10, 3), 3);
+        assert_eq!(per_instance(9, 3), 3);
+        assert_eq!(per_instance(2, 3), 1);
+        assert_eq!(per_instance(1, 100), 1);
+        assert_eq!(per_instance(0, 3), 0);
+        // A misconfigured 0 instances is read as 1.
+        assert_eq!(per_instance(10, 0), 10);
+        assert_eq!(per_instance(u64::MAX, 2), u64::MAX / 2);
     }
 
     #[test]

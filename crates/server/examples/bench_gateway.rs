@@ -2,9 +2,13 @@
 //! `keyplane-mock-upstream`, against the mock called directly and nginx as a plain proxy.
 //!
 //! ```sh
-//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --example bench_gateway
-//! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64]
+//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
+//! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
+//!     [--redis redis://127.0.0.1:6379/0]
 //! ```
+//! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
+//! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
+//! and is measured in the same run as the in-process one.
 //! Needs `nginx` on PATH (`apt-get install nginx`). Seeds 10,000 keys over 100 projects with
 //! limits high enough never to refuse (every check still runs), then for each target runs
 //! open-loop fixed-rate phases and a closed-loop max-throughput phase, non-streaming and
@@ -334,25 +338,34 @@ async fn main() {
     let nginx_port = free_port();
     let _nginx = nginx(&dir, nginx_port, mock_port);
 
-    let kp_port = free_port();
-    let kp = Command::new(bin_dir.join("keyplane"))
-        .args([
+    let redis_url = arg("--redis");
+    let redis_prefix = format!("kpbench-{}", std::process::id());
+    let keyplane = |redis: Option<&str>| {
+        let port = free_port();
+        let mut cmd = Command::new(bin_dir.join("keyplane"));
+        cmd.args([
             "serve",
             "--listen",
-            &format!("127.0.0.1:{kp_port}"),
+            &format!("127.0.0.1:{port}"),
             "--database-url",
             &db_url,
         ])
         .env("KEYPLANE_UPSTREAM_URL", format!("{mock_url}/v1"))
         .env("KEYPLANE_UPSTREAM_API_KEY", "sk-upstream-bench")
         .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("target/release/keyplane");
-    let _kp = Proc(kp);
-    wait_port(kp_port);
+        .stderr(Stdio::null());
+        if let Some(url) = redis {
+            cmd.env("KEYPLANE_REDIS_URL", url)
+                .env("KEYPLANE_REDIS_PREFIX", &redis_prefix);
+        }
+        let child = cmd.spawn().expect("target/release/keyplane");
+        wait_port(port);
+        (port, Proc(child))
+    };
+    let (kp_port, _kp) = keyplane(None);
+    let with_redis = redis_url.as_deref().map(|url| keyplane(Some(url)));
 
-    let targets = [
+    let mut targets = vec![
         Target {
             name: "mock direct",
             url: format!("{mock_url}/v1/chat/completions"),
@@ -369,6 +382,13 @@ async fn main() {
             keyed: true,
         },
     ];
+    if let Some((port, _)) = &with_redis {
+        targets.push(Target {
+            name: "keyplane + redis",
+            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            keyed: true,
+        });
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
         .tcp_nodelay(true)
@@ -378,8 +398,10 @@ async fn main() {
     for t in &targets {
         max_rps(&client, t, &keys, concurrency, 2, false).await;
     }
-    for k in keys.iter() {
-        one(&client, &targets[2], k, body(false)).await;
+    for t in targets.iter().filter(|t| t.keyed) {
+        for k in keys.iter() {
+            one(&client, t, k, body(false)).await;
+        }
     }
 
     for stream in [false, true] {
@@ -399,10 +421,11 @@ async fn main() {
                 );
                 if ti == 0 {
                     base.push((rate, r.p50, r.p99));
-                } else if ti == 2 {
+                } else if t.keyed {
                     if let Some((_, b50, b99)) = base.iter().find(|b| b.0 == rate) {
                         println!(
-                            "| keyplane added vs direct | {rate} | | {:+.3} | {:+.3} | |",
+                            "| {} added vs direct | {rate} | | {:+.3} | {:+.3} | |",
+                            t.name,
                             r.p50 - b50,
                             r.p99 - b99
                         );
@@ -416,10 +439,30 @@ async fn main() {
             maxes.push(rps);
             println!("| {} | max | {rps:.0} | | | {errors} |", t.name);
         }
-        println!(
-            "keyplane max throughput = {:.0}% of nginx's",
-            100.0 * maxes[2] / maxes[1]
-        );
+        for (t, rps) in targets.iter().zip(&maxes).skip(2) {
+            println!(
+                "{} max throughput = {:.0}% of nginx's",
+                t.name,
+                100.0 * rps / maxes[1]
+            );
+        }
+    }
+    if let Some(url) = &redis_url {
+        // The benchmark's keys only (never FLUSHALL: the Redis may be shared).
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{redis_prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for chunk in keys.chunks(1000) {
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

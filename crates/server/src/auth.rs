@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub const UNAUTHENTICATED_ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
+    "/metrics",
     "/v1/openapi.json",
     // The invite token in the body is the credential.
     "/v1/invites/accept",

@@ -50,6 +50,17 @@ pub struct Config {
     /// While the database is unreachable, cached keys keep working this long after the cache
     /// was last confirmed; then they too get a 503.
     pub outage_grace: Duration,
+    /// Redis for cluster-wide rate-limit and spend counters (`KEYPLANE_REDIS_URL[_FILE]`; may
+    /// carry a password). Without it limits are per instance, in process.
+    pub redis_url: Option<SecretString>,
+    /// Namespace of every Redis key (`KEYPLANE_REDIS_PREFIX`, default `keyplane`).
+    pub redis_prefix: String,
+    /// Per-call Redis timeout (`KEYPLANE_REDIS_TIMEOUT_MS`, default 50 ms); past it the request
+    /// is decided in process.
+    pub redis_timeout: Duration,
+    /// How many instances share the limits (`KEYPLANE_INSTANCES`, default 1): while Redis is
+    /// unreachable each instance enforces `limit / instances`.
+    pub instances: u32,
 }
 
 /// An OpenAI-compatible provider the gateway forwards to.
@@ -130,6 +141,11 @@ struct FileConfig {
     db_acquire_timeout_secs: Option<u64>,
     reconcile_interval_secs: Option<u64>,
     outage_grace_secs: Option<u64>,
+    redis_url: Option<SecretString>,
+    redis_url_file: Option<PathBuf>,
+    redis_prefix: Option<String>,
+    redis_timeout_ms: Option<u64>,
+    instances: Option<u32>,
     #[serde(default)]
     upstreams: Vec<FileUpstream>,
     #[serde(default)]
@@ -183,6 +199,18 @@ pub fn secret_from_env(var: &str) -> Result<Option<SecretString>, ConfigError> {
     match std::env::var(format!("{var}_FILE")) {
         Ok(path) if !path.is_empty() => {
             read_secret_file(&format!("{var}_FILE"), Path::new(&path)).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A number from the environment variable `var`, if set.
+fn number_from_env<T: std::str::FromStr>(var: &str) -> Result<Option<T>, ConfigError> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map(Some).map_err(|_| {
+                ConfigError::Invalid(format!("{var} must be a whole number, not '{v}'"))
+            })
         }
         _ => Ok(None),
     }
@@ -278,10 +306,43 @@ impl Config {
             1,
         )?;
         let outage_grace = secs("KEYPLANE_OUTAGE_GRACE_SECS", file.outage_grace_secs, 600, 0)?;
+        let mut redis_url = secret_from_env("KEYPLANE_REDIS_URL")?;
+        if redis_url.is_none() {
+            redis_url = match (&file.redis_url, &file.redis_url_file) {
+                (Some(url), _) => Some(url.clone()),
+                (None, Some(path)) => Some(read_secret_file("redis_url_file", path)?),
+                (None, None) => None,
+            };
+        }
+        let instances = number_from_env::<u32>("KEYPLANE_INSTANCES")?
+            .or(file.instances)
+            .unwrap_or(1);
+        if instances == 0 {
+            return Err(ConfigError::Invalid(
+                "instances (KEYPLANE_INSTANCES) must be at least 1".into(),
+            ));
+        }
+        let redis_timeout_ms = number_from_env::<u64>("KEYPLANE_REDIS_TIMEOUT_MS")?
+            .or(file.redis_timeout_ms)
+            .unwrap_or(50);
+        if redis_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "redis_timeout_ms (KEYPLANE_REDIS_TIMEOUT_MS) must be at least 1".into(),
+            ));
+        }
+        let redis_prefix = std::env::var("KEYPLANE_REDIS_PREFIX")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or(file.redis_prefix.clone())
+            .unwrap_or_else(|| "keyplane".to_owned());
         Ok(Config {
             db_acquire_timeout,
             reconcile_interval,
             outage_grace,
+            redis_url,
+            redis_prefix,
+            redis_timeout: Duration::from_millis(redis_timeout_ms),
+            instances,
             public_url,
             owner_password: secret_from_env("KEYPLANE_OWNER_PASSWORD")?,
             audit_retention_days: file.audit_retention_days,
@@ -426,6 +487,7 @@ fn models(file: &[FileModel]) -> Result<Vec<ModelSpec>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn unknown_file_keys_are_errors_and_flags_win() {
@@ -491,6 +553,49 @@ mod tests {
         assert_eq!(llama.requests_per_minute, 7);
         let gpt = cfg.models.iter().find(|m| m.name == "gpt-4o").unwrap();
         assert_eq!((gpt.tokens_per_minute, gpt.requests_per_minute), (5, 500));
+    }
+
+    #[test]
+    fn redis_settings_come_from_the_file_and_the_url_stays_secret() {
+        let dir = std::env::temp_dir().join(format!("kp-config-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("redis.toml");
+        std::fs::write(
+            &file,
+            "redis_url = \"redis://:hunter2@127.0.0.1:6379/0\"\nredis_prefix = \"kp-a\"\n\
+             redis_timeout_ms = 20\ninstances = 3\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.redis_url.as_ref().map(|u| u.expose_secret().to_owned()),
+            Some("redis://:hunter2@127.0.0.1:6379/0".to_owned())
+        );
+        assert_eq!(cfg.redis_prefix, "kp-a");
+        assert_eq!(cfg.redis_timeout, Duration::from_millis(20));
+        assert_eq!(cfg.instances, 3);
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        std::fs::write(&file, "instances = 0\n").unwrap();
+        let err = Config::load(&Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+
+        let defaults = Config::load(&Overrides::default()).unwrap();
+        assert!(defaults.redis_url.is_none());
+        assert_eq!(
+            (defaults.instances, defaults.redis_prefix.as_str()),
+            (1, "keyplane")
+        );
+        assert_eq!(defaults.redis_timeout, Duration::from_millis(50));
     }
 
     #[test]

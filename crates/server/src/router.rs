@@ -15,6 +15,7 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/v1/invites/accept", post(crate::admin::accept_invite))
         .nest("/v1/organization", crate::admin::router())
@@ -65,6 +66,34 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
     }
+}
+
+/// Prometheus text: whether the cluster-wide counters (Redis) are reachable, and how many
+/// decisions fell back to this instance's share since it started.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (configured, up, fallbacks) = match &state.gateway.cluster {
+        Some(c) => (1, u8::from(c.is_up()), c.fallback_total()),
+        None => (0, 0, 0),
+    };
+    let body = format!(
+        "# HELP keyplane_redis_configured Whether KEYPLANE_REDIS_URL is set.\n\
+         # TYPE keyplane_redis_configured gauge\n\
+         keyplane_redis_configured {configured}\n\
+         # HELP keyplane_redis_up Whether Redis answered the last call.\n\
+         # TYPE keyplane_redis_up gauge\n\
+         keyplane_redis_up {up}\n\
+         # HELP keyplane_redis_fallback_total Rate-limit and spend checks decided without Redis.\n\
+         # TYPE keyplane_redis_fallback_total counter\n\
+         keyplane_redis_fallback_total {fallbacks}\n"
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `/v1/*` outside the Admin API goes to the gateway; anything else is unknown.

@@ -264,7 +264,6 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
 
     let verifier = state.verifier.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -311,6 +310,17 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     });
 
+    // Cluster-wide counters (Redis): connect before serving; a Redis that is down only degrades
+    // limits to this instance's share until the task's probe reconnects.
+    let cluster_task = match state.gateway.cluster.clone() {
+        Some(cluster) => {
+            cluster.connect().await;
+            #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+            Some(tokio::spawn(cluster.run(stop_tx.subscribe())))
+        }
+        None => None,
+    };
+
     let retention_task = config.audit_retention_days.map(|days| {
         #[allow(clippy::disallowed_methods)] // awaited below before the process exits
         tokio::spawn(crate::retention::run(
@@ -320,6 +330,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         ))
     });
 
+    tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
     let app = crate::router::build(state);
     axum::serve(
         listener,
@@ -334,6 +345,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = changes_task.await;
     let _ = alert_task.await;
     if let Some(task) = retention_task {
+        let _ = task.await;
+    }
+    if let Some(task) = cluster_task {
         let _ = task.await;
     }
     store.db().close().await;

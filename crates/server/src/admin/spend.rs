@@ -25,7 +25,6 @@ pub struct SetSpendLimit {
 async fn limit_view(state: &AppState, project: &ProjectId, l: &SpendLimit) -> Value {
     let spent = state
         .gateway
-        .meter
         .month_spend(project.as_str(), month_start(keyplane_core::time::now()))
         .await
         .unwrap_or(0);

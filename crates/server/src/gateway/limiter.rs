@@ -2,7 +2,7 @@
 //! day, images per minute. Tokens are reserved before forwarding and settled from real usage.
 
 use keyplane_core::policy::EffectiveLimits;
-use keyplane_core::ratelimit::{Admission, Bucket};
+use keyplane_core::ratelimit::{per_instance, Admission, Bucket};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -53,6 +53,18 @@ impl ModelBuckets {
             None => Bucket::new(l, MINUTE, now),
         });
         self.limits = limits.clone();
+    }
+}
+
+/// The limits one of `instances` instances enforces alone when the cluster-wide counters are
+/// unreachable: every limit divided by the instance count (never 0 unless the limit is 0).
+pub fn instance_share(limits: &EffectiveLimits, instances: u32) -> EffectiveLimits {
+    EffectiveLimits {
+        requests_per_minute: per_instance(limits.requests_per_minute, instances),
+        tokens_per_minute: per_instance(limits.tokens_per_minute, instances),
+        requests_per_day: limits.requests_per_day.map(|l| per_instance(l, instances)),
+        images_per_minute: limits.images_per_minute.map(|l| per_instance(l, instances)),
+        ..limits.clone()
     }
 }
 
@@ -227,6 +239,20 @@ mod tests {
         assert!(l.admit("q", &limits(3, 1000), 10, 0).refused.is_none());
         let t = l.admit("q", &limits(3, 1000), 5000, 0);
         assert_eq!(t.refused.map(|r| r.0), Some(LimitKind::TokensPerMinute));
+    }
+
+    #[test]
+    fn an_instance_share_divides_every_limit() {
+        let mut l = limits(10, 1000);
+        l.requests_per_day = Some(2);
+        l.images_per_minute = Some(0);
+        let share = instance_share(&l, 3);
+        assert_eq!(share.requests_per_minute, 3);
+        assert_eq!(share.tokens_per_minute, 333);
+        assert_eq!(share.requests_per_day, Some(1));
+        assert_eq!(share.images_per_minute, Some(0));
+        assert_eq!(share.model, "m");
+        assert_eq!(instance_share(&l, 1), l);
     }
 
     #[test]

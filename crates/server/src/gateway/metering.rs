@@ -54,20 +54,51 @@ impl Meter {
         let _ = self.tx.send(row);
     }
 
-    /// The project's spend since `month_start` (nano-USD), from memory when fresh.
-    pub async fn month_spend(&self, project: &str, month_start: i64) -> Option<i64> {
-        if let Ok(spend) = self.spend.lock() {
+    /// The project's spend since `month_start` (nano-USD), from memory once known. A figure
+    /// older than [`SPEND_REFRESH`] is still served while one background read refreshes it
+    /// (stale-while-revalidate): only a project's first check waits on the database.
+    pub async fn month_spend(self: &Arc<Self>, project: &str, month_start: i64) -> Option<i64> {
+        let mut stale = None;
+        if let Ok(mut spend) = self.spend.lock() {
             if spend.month_start == month_start {
-                if let Some((nano, at)) = spend.loaded.get(project) {
+                if let Some((nano, at)) = spend.loaded.get_mut(project) {
                     if at.elapsed() < SPEND_REFRESH {
                         return Some(*nano);
                     }
+                    // Claims the refresh: the next ones keep serving this figure meanwhile.
+                    *at = std::time::Instant::now();
+                    stale = Some(*nano);
                 }
             }
         }
+        if let Some(nano) = stale {
+            let meter = self.clone();
+            let project = project.to_owned();
+            // A read-only refresh: nothing for shutdown to wait for.
+            #[allow(clippy::disallowed_methods)]
+            tokio::spawn(async move {
+                if let Some(fresh) = meter.stored_spend(&project, month_start).await {
+                    meter.remember_spend(&project, month_start, fresh);
+                }
+            });
+            return Some(nano);
+        }
+        let nano = self.stored_spend(project, month_start).await?;
+        self.remember_spend(project, month_start, nano);
+        Some(nano)
+    }
+
+    /// The project's spend since `month_start` as the database has it now.
+    pub async fn stored_spend(&self, project: &str, month_start: i64) -> Option<i64> {
         let pid = keyplane_core::ids::ProjectId::from_trusted(project.to_owned());
-        let nano = self.store.cost_since(Some(&pid), month_start).await.ok()?;
+        self.store.cost_since(Some(&pid), month_start).await.ok()
+    }
+
+    fn remember_spend(&self, project: &str, month_start: i64, nano: i64) {
         if let Ok(mut spend) = self.spend.lock() {
+            if month_start < spend.month_start {
+                return; // a late refresh of last month
+            }
             if spend.month_start != month_start {
                 spend.month_start = month_start;
                 spend.loaded.clear();
@@ -76,7 +107,6 @@ impl Meter {
                 .loaded
                 .insert(project.to_owned(), (nano, std::time::Instant::now()));
         }
-        Some(nano)
     }
 
     /// The flush loop: runs until `stop` fires and the channel is drained.
@@ -148,5 +178,75 @@ fn merge(pending: &mut HashMap<RowKey, UsageRow>, row: UsageRow) {
         None => {
             pending.insert(key, row);
         }
+    }
+}
+
+#[cfg(test)]
+mod spend_tests {
+    use super::*;
+    use keyplane_core::ids::ProjectId;
+    use keyplane_core::ports::StoreResult;
+    use keyplane_core::usage::UsageFilter;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+    /// A usage store whose spend reads count and, once `hold` is set, wait for `release`.
+    #[derive(Default)]
+    struct SlowSpend {
+        figure: AtomicI64,
+        reads: AtomicUsize,
+        hold: std::sync::atomic::AtomicBool,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for SlowSpend {
+        async fn add_usage(&self, _rows: &[UsageRow]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
+            Ok(Vec::new())
+        }
+        async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.hold.load(Ordering::SeqCst) {
+                self.release.notified().await;
+            }
+            Ok(self.figure.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_spend_figure_is_served_while_it_is_refreshed() {
+        let store = Arc::new(SlowSpend::default());
+        store.figure.store(5, Ordering::SeqCst);
+        let meter = Arc::new(Meter::new(store.clone()));
+        // The first check of a project waits on the database; the next ones do not.
+        assert_eq!(meter.month_spend("p", 100).await, Some(5));
+        assert_eq!(meter.month_spend("p", 100).await, Some(5));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+
+        // The figure goes stale while the database is slow: it is still served at once, and
+        // only one refresh starts.
+        if let Ok(mut spend) = meter.spend.lock() {
+            let entry = spend.loaded.get_mut("p").unwrap();
+            entry.1 = std::time::Instant::now() - SPEND_REFRESH - Duration::from_secs(1);
+        }
+        store.hold.store(true, Ordering::SeqCst);
+        store.figure.store(9, Ordering::SeqCst);
+        for _ in 0..3 {
+            let got = tokio::time::timeout(Duration::from_millis(200), meter.month_spend("p", 100))
+                .await
+                .expect("a known figure never waits on the database");
+            assert_eq!(got, Some(5));
+        }
+        store.release.notify_one();
+        for _ in 0..100 {
+            if meter.month_spend("p", 100).await == Some(9) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(meter.month_spend("p", 100).await, Some(9));
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
     }
 }

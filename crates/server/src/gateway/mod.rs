@@ -3,6 +3,7 @@
 //! and rate limits, forwarded to an upstream with the organization's credential, and metered.
 
 pub mod alerts;
+pub mod cluster;
 pub mod limiter;
 pub mod metering;
 pub mod policy;
@@ -16,6 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use cluster::{ClusterCounters, Via};
 use futures_util::{Stream, StreamExt};
 use keyplane_core::catalog::{self, ModelSpec};
 use keyplane_core::endpoints::{self, Endpoint};
@@ -43,6 +45,8 @@ pub struct Gateway {
     pub limiter: Limiter,
     pub policies: Arc<Policies>,
     pub meter: Arc<Meter>,
+    /// Cluster-wide counters in Redis, when `KEYPLANE_REDIS_URL` is set.
+    pub cluster: Option<Arc<ClusterCounters>>,
     max_body: usize,
 }
 
@@ -58,14 +62,59 @@ impl Gateway {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()?;
+        let cluster = match &config.redis_url {
+            Some(url) => Some(Arc::new(ClusterCounters::new(
+                url,
+                &config.redis_prefix,
+                config.redis_timeout,
+                config.instances,
+            )?)),
+            None => None,
+        };
         Ok(Self {
             client,
             upstreams: Arc::new(config.upstreams.clone()),
             limiter: Limiter::new(),
             policies,
             meter,
+            cluster,
             max_body: config.gateway_max_body_bytes,
         })
+    }
+
+    /// Admits a request on the cluster-wide counters when configured, else in process.
+    async fn admit(
+        &self,
+        project: &str,
+        limits: &EffectiveLimits,
+        tokens: u64,
+        images: u64,
+    ) -> (Decision, Via) {
+        match &self.cluster {
+            Some(c) => c.admit(project, limits, tokens, images).await,
+            None => (
+                self.limiter.admit(project, limits, tokens, images),
+                Via::Local,
+            ),
+        }
+    }
+
+    fn settle(&self, via: Via, project: &str, limits: &EffectiveLimits, delta: i64) {
+        match (&self.cluster, via) {
+            (Some(c), Via::Redis | Via::Fallback) => c.settle(via, project, limits, delta),
+            _ => self.limiter.settle(project, limits, delta),
+        }
+    }
+
+    /// The project's month-to-date spend (nano-USD): Redis' cluster-wide figure when reachable,
+    /// else this instance's in-memory one.
+    pub async fn month_spend(&self, project: &str, month_start: i64) -> Option<i64> {
+        if let Some(c) = &self.cluster {
+            if let Some(v) = c.month_spend(project, month_start, &self.meter).await {
+                return Some(v);
+            }
+        }
+        self.meter.month_spend(project, month_start).await
     }
 
     fn upstream_for(&self, model: Option<&str>) -> Option<&Upstream> {
@@ -320,7 +369,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     }
     if let Some(limit) = &policy.spend_limit {
         let month = keyplane_core::policy::month_start(keyplane_core::time::now());
-        if let Some(spent) = gw.meter.month_spend(project_id.as_str(), month).await {
+        if let Some(spent) = gw.month_spend(project_id.as_str(), month).await {
             if keyplane_core::usage::threshold_reached(limit.threshold_amount, spent) {
                 return Err(ApiError::QuotaExceeded(format!(
                     "You exceeded your current quota: project {project_id} has reached its spend \
@@ -336,10 +385,12 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     // `max_tokens` and its estimated size (≈ 4 bytes per token); real usage settles it later.
     let reserved = facts.max_output.max(body.len() as u64 / 4);
     let mut decision: Option<Decision> = None;
+    let mut via = Via::Local;
     if let Some((spec, l)) = &model {
-        let d = gw
-            .limiter
-            .admit(project_id.as_str(), l, reserved, facts.images);
+        let (d, admitted_by) = gw
+            .admit(project_id.as_str(), l, reserved, facts.images)
+            .await;
+        via = admitted_by;
         if let Some((kind, adm, requested)) = d.refused {
             let (what, kind_str) = kind.describe();
             // A request larger than the whole limit can never pass: say so.
@@ -424,6 +475,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         governed: model,
         state: state.clone(),
         reserved,
+        via,
         images: facts.images,
     };
     let status = upstream_resp.status();
@@ -545,6 +597,8 @@ struct MeterCtx {
     governed: Option<(ModelSpec, EffectiveLimits)>,
     state: AppState,
     reserved: u64,
+    /// The counters that admitted the request, which its settlement corrects.
+    via: Via,
     images: u64,
 }
 
@@ -552,7 +606,8 @@ impl MeterCtx {
     fn finish(self, usage: Option<Usage>, success: bool) {
         let used = usage.map(|u| u.input + u.output).unwrap_or(0);
         if let Some((_, l)) = &self.governed {
-            self.state.gateway.limiter.settle(
+            self.state.gateway.settle(
+                self.via,
                 self.project_id.as_str(),
                 l,
                 used as i64 - self.reserved as i64,
@@ -568,6 +623,14 @@ impl MeterCtx {
             .map(|(s, _)| catalog::cost_usd(s, u.input, u.cached, u.output, self.images))
             .unwrap_or(0.0);
         let now = keyplane_core::time::now();
+        let cost_nano_usd = (cost * keyplane_core::usage::NANO_USD_PER_USD).round() as i64;
+        if let Some(c) = &self.state.gateway.cluster {
+            c.add_spend(
+                self.project_id.as_str(),
+                keyplane_core::policy::month_start(now),
+                cost_nano_usd,
+            );
+        }
         let (user_id, service_account_id) = match &self.key.owner.id {
             KeyOwnerId::User(u) => (Some(u.to_string()), None),
             KeyOwnerId::ServiceAccount(s) => (None, Some(s.to_string())),
@@ -585,7 +648,7 @@ impl MeterCtx {
             output_tokens: u.output as i64,
             cached_tokens: u.cached as i64,
             images: self.images as i64,
-            cost_nano_usd: (cost * keyplane_core::usage::NANO_USD_PER_USD).round() as i64,
+            cost_nano_usd,
         });
     }
 }

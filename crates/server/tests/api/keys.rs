@@ -263,7 +263,7 @@ async fn a_read_only_admin_key_cannot_change_anything() {
 #[tokio::test]
 async fn public_routes_need_no_key() {
     let app = TestApp::spawn().await;
-    for path in ["/healthz", "/readyz"] {
+    for path in ["/healthz", "/readyz", "/metrics"] {
         let resp = app.call(Method::GET, path, None, None).await;
         assert_eq!(resp.0, StatusCode::OK, "{path}");
     }
