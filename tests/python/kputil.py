@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from tcpproxy import TcpProxy  # noqa: F401 - re-exported: the outage simulator
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parents[1]
@@ -1001,95 +1002,6 @@ def redis_delete_prefix(prefix: str) -> None:
             redis_command("DEL", *keys)
         if cursor == "0":
             return
-
-
-class TcpProxy:
-    """A TCP proxy in front of `target_port` that can be cut (every connection closed, new ones
-    refused) and restored on the same port, to simulate an outage of what is behind it, or
-    stalled (bytes held back until `unstall`), to simulate a slow one."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.stalled = threading.Event()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def stall(self) -> None:
-        self.stalled.set()
-
-    def unstall(self) -> None:
-        self.stalled.clear()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                while self.stalled.is_set():
-                    time.sleep(0.01)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        if self._listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone would leave the
-            # socket listening until that accept returns.
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self.cut()
 
 
 def metrics(port: int) -> dict[str, float]:

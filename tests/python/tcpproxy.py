@@ -1,15 +1,18 @@
 """A TCP proxy the tests can cut and restore: a stand-in for a database or Redis that goes
-away (every open connection reset, new ones refused) and comes back on the same port."""
+away (every open connection reset, new ones refused) and comes back on the same port; or that
+stalls (bytes held back until `unstall`), a stand-in for a slow one."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int):
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
+        self.stalled = threading.Event()
         # Reserve a port for the proxy's whole life: while cut, it is bound but not listening,
         # so connections are refused and no other process can take it.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -89,15 +92,24 @@ class TcpProxy:
                     return
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=_pump, args=(a, b, self.stalled), daemon=True).start()
+
+    def stall(self) -> None:
+        """Hold every byte back (connections stay open) until `unstall()`."""
+        self.stalled.set()
+
+    def unstall(self) -> None:
+        self.stalled.clear()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+def _pump(src: socket.socket, dst: socket.socket, stalled: threading.Event) -> None:
     try:
         while True:
             data = src.recv(65536)
             if not data:
                 break
+            while stalled.is_set():
+                time.sleep(0.01)
             dst.sendall(data)
     except OSError:
         pass

@@ -196,7 +196,7 @@ def _through(proxy: TcpProxy, url: str) -> str:
 @pytest.fixture
 def pg_proxy():
     host, port, _ = _pg_target()
-    proxy = TcpProxy(host, port)
+    proxy = TcpProxy(port, host)
     yield proxy
     proxy.close()
 
