@@ -226,6 +226,9 @@ pub fn state(config: Arc<Config>, store: Store) -> anyhow::Result<AppState> {
     }))
 }
 
+/// How often expired dashboard sessions are deleted.
+const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// How often spend alerts are evaluated.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -321,6 +324,26 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Sessions past their idle or absolute expiry are deleted hourly (and at each sign-in).
+    let sessions = state.sessions.clone();
+    let mut prune_stop = stop_tx.subscribe();
+    #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+    let prune_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SESSION_PRUNE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = keyplane_core::time::now();
+                    let idle = now - keyplane_core::sessions::IDLE_SECONDS;
+                    if let Err(e) = sessions.prune_sessions(idle, now).await {
+                        tracing::warn!(error = %e, "could not prune expired sessions");
+                    }
+                }
+                _ = prune_stop.changed() => break,
+            }
+        }
+    });
+
     let retention_task = config.audit_retention_days.map(|days| {
         #[allow(clippy::disallowed_methods)] // awaited below before the process exits
         tokio::spawn(crate::retention::run(
@@ -343,6 +366,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = flusher.await;
     let _ = meter_task.await;
     let _ = changes_task.await;
+    let _ = prune_task.await;
     let _ = alert_task.await;
     if let Some(task) = retention_task {
         let _ = task.await;

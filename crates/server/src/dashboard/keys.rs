@@ -8,7 +8,7 @@ use crate::admin::projects::find as find_project;
 use crate::error::ApiError;
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use keyplane_core::access::ProjectAccess;
@@ -223,6 +223,10 @@ struct KeysPage {
     owners: Vec<Choice>,
     resources: Vec<ResourceLevel>,
     error: String,
+    /// The query string of the next page of keys (empty on the last page).
+    next: String,
+    /// Whether this is a later page (a link back to the first is shown).
+    later_page: bool,
 }
 
 fn owner_label(k: &ApiKey) -> String {
@@ -248,9 +252,25 @@ pub async fn render(
     status: StatusCode,
     error: String,
 ) -> Result<Response, DashError> {
+    render_page(state, me, project, status, error, None).await
+}
+
+async fn render_page(
+    state: &AppState,
+    me: &Me,
+    project: &Project,
+    status: StatusCode,
+    error: String,
+    after: Option<String>,
+) -> Result<Response, DashError> {
     let cap = open_project(state, me, project).await?;
     let owner_view = cap.access() == ProjectAccess::Owner;
     let active = !project.is_archived();
+    let later_page = after.is_some();
+    let key_page = PageRequest {
+        limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
+        after,
+    };
     let page = PageRequest {
         limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
         after: None,
@@ -259,9 +279,15 @@ pub async fn render(
         .keys
         .list_keys(
             &KeyListFilter::Project(project.id.clone(), OwnerAccessFilter::parse(None)?),
-            &page,
+            &key_page,
         )
         .await?;
+    let next = match keys.items.last() {
+        Some(last) if keys.has_more => {
+            serde_urlencoded::to_string([("after", last.id.as_str())]).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
     let now = keyplane_core::time::now();
     let rows = keys
         .items
@@ -304,17 +330,26 @@ pub async fn render(
         owners,
         resources: levels(&Permissions::All),
         error,
+        next,
+        later_page,
     };
     Ok(html(status, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct KeysQuery {
+    after: Option<String>,
 }
 
 pub async fn page(
     State(state): State<AppState>,
     me: Me,
     Path(project_id): Path<String>,
+    Query(query): Query<KeysQuery>,
 ) -> Result<Response, DashError> {
     let project = find_project(&state, &project_id).await?;
-    render(&state, &me, &project, StatusCode::OK, String::new()).await
+    let after = query.after.filter(|a| !a.is_empty());
+    render_page(&state, &me, &project, StatusCode::OK, String::new(), after).await
 }
 
 #[derive(Template)]

@@ -527,3 +527,37 @@ async fn cookies_are_secure_behind_https() {
         .unwrap();
     assert!(session.contains("; Secure"), "{session}");
 }
+
+#[tokio::test]
+async fn a_project_with_more_keys_than_a_page_is_paged() {
+    let app = TestApp::spawn_with(Some(PASSWORD)).await;
+    let mut c = Client::new(&app);
+    c.sign_in(OWNER, PASSWORD).await;
+    let csrf = c.session_csrf().await;
+    let project = c
+        .post("/projects", &[("name", "Busy"), ("csrf_token", &csrf)])
+        .await
+        .location()
+        .trim_start_matches("/projects/")
+        .to_owned();
+    for i in 0..101 {
+        let (status, _) = app
+            .admin(
+                Method::POST,
+                &format!("/v1/organization/projects/{project}/api_keys"),
+                Some(&format!(r#"{{"name":"key-{i:03}"}}"#)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let first = c.get(&format!("/projects/{project}")).await;
+    assert!(first.body.contains("key-000") && first.body.contains("key-099"));
+    assert!(!first.body.contains("key-100"));
+    let marker = "?after=";
+    let at = first.body.find(marker).expect("a next-page link") + marker.len();
+    let after: String = first.body[at..].chars().take_while(|c| *c != '"').collect();
+    let second = c.get(&format!("/projects/{project}?after={after}")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert!(second.body.contains("key-100") && !second.body.contains("key-099"));
+    assert!(second.body.contains("First page") && !second.body.contains("Next page"));
+}
