@@ -174,9 +174,17 @@ impl Changes {
     /// Re-reads every cached key and policy; a failure (database down) leaves the caches as
     /// they are.
     pub async fn reconcile(&self) {
-        if let Err(e) = self.verifier.reconcile(keyplane_core::time::now()).await {
-            tracing::warn!(error = %e, "key cache reconciliation failed; serving from memory");
-            return;
+        let started = std::time::Instant::now();
+        match self.verifier.reconcile(keyplane_core::time::now()).await {
+            Ok(changed) => tracing::debug!(
+                changed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "key cache reconciled"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "key cache reconciliation failed; serving from memory");
+                return;
+            }
         }
         if let Err(e) = self.policies.reconcile().await {
             tracing::warn!(error = %e, "policy cache reconciliation failed");

@@ -302,7 +302,7 @@ impl Config {
         let reconcile_interval = secs(
             "KEYPLANE_RECONCILE_INTERVAL_SECS",
             file.reconcile_interval_secs,
-            10,
+            30,
             1,
         )?;
         let outage_grace = secs("KEYPLANE_OUTAGE_GRACE_SECS", file.outage_grace_secs, 600, 0)?;

@@ -36,6 +36,9 @@ pub struct KeyVerifier {
     load_failed_at: AtomicI64,
 }
 
+/// Keys re-read per query (and between yields) during reconciliation.
+const RECONCILE_CHUNK: usize = 500;
+
 /// Precision of `last_used_at`, in seconds.
 pub const LAST_USED_PRECISION: UnixSeconds = 60;
 
@@ -185,32 +188,48 @@ impl KeyVerifier {
         now: UnixSeconds,
     ) -> Result<usize, keyplane_core::ports::StoreError> {
         let ids: Vec<KeyId> = self.cache.iter().map(|(id, _)| (*id).clone()).collect();
-        let generation = self.generation.load(Ordering::Acquire);
-        let fresh = self.store.keys_by_ids(&ids).await?;
-        let mut fresh: HashMap<KeyId, ApiKey> =
-            fresh.into_iter().map(|k| (k.id.clone(), k)).collect();
         let mut changed = 0;
-        for id in ids {
-            match (fresh.remove(&id), self.cache.get(&id)) {
-                (None, Some(_)) => {
-                    self.invalidate(&id);
-                    changed += 1;
-                }
-                (Some(mut now_stored), Some(cached)) => {
-                    // `last_used_at` moves all the time and decides nothing.
-                    now_stored.last_used_at = cached.last_used_at;
-                    if now_stored != *cached {
-                        changed += 1;
-                        // A newer invalidation than our read wins: drop instead of replace.
-                        if self.generation.load(Ordering::Acquire) == generation {
-                            self.cache.insert(id, Arc::new(now_stored));
-                        } else {
-                            self.invalidate(&id);
+        // In chunks, yielding between them: a pass over a large cache never holds a runtime
+        // worker for long.
+        for chunk in ids.chunks(RECONCILE_CHUNK) {
+            let generation = self.generation.load(Ordering::Acquire);
+            let mut fresh: HashMap<KeyId, ApiKey> = self
+                .store
+                .keys_by_ids(chunk)
+                .await?
+                .into_iter()
+                .map(|k| (k.id.clone(), k))
+                .collect();
+            let mut replaced = Vec::new();
+            let mut gone = Vec::new();
+            for id in chunk {
+                let Some(cached) = self.cache.get(id) else {
+                    continue;
+                };
+                match fresh.remove(id) {
+                    None => gone.push(id.clone()),
+                    Some(mut stored) => {
+                        // `last_used_at` moves all the time and decides nothing.
+                        stored.last_used_at = cached.last_used_at;
+                        if stored != *cached {
+                            replaced.push(stored);
                         }
                     }
                 }
-                _ => {}
             }
+            changed += replaced.len() + gone.len();
+            // A newer invalidation than our read wins: drop instead of replace.
+            if self.generation.load(Ordering::Acquire) == generation {
+                for key in replaced {
+                    self.cache.insert(key.id.clone(), Arc::new(key));
+                }
+            } else {
+                gone.extend(replaced.into_iter().map(|k| k.id));
+            }
+            for id in &gone {
+                self.invalidate(id);
+            }
+            tokio::task::yield_now().await;
         }
         if changed > 0 {
             tracing::info!(changed, "reconciliation corrected cached keys");
