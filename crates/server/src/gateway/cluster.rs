@@ -699,7 +699,8 @@ mod tests {
             ClusterCounters::new(
                 &SecretString::from(url),
                 &prefix,
-                Duration::from_millis(500),
+                // Generous: a loaded CI machine must not turn a slow answer into a fallback.
+                Duration::from_secs(2),
                 2,
             )
             .unwrap(),
@@ -735,7 +736,8 @@ mod tests {
         let (d, _) = c.admit("p", &l, 20, 0).await;
         assert!(d.refused.is_none(), "{d:?}");
         assert_eq!(d.requests.remaining, 98);
-        assert!((69..=70).contains(&d.tokens.remaining), "{d:?}");
+        // 70, plus what refilled meanwhile (100 per minute: under 2 per second of test time).
+        assert!((69..=75).contains(&d.tokens.remaining), "{d:?}");
         // Images per minute only count for image requests.
         let (d, _) = c.admit("q", &limits(), 0, 6).await;
         assert_eq!(d.refused.map(|r| r.0), Some(LimitKind::ImagesPerMinute));
