@@ -476,20 +476,11 @@ pub async fn revoke(
         delete_key(&state, &write, &key).await
     }
     .await;
-    match result {
-        Ok(()) => see(&format!("/projects/{}", project.id)),
-        Err(e) if e.status().is_client_error() => {
-            render(
-                &state,
-                &me,
-                &project,
-                super::status_of(&e),
-                super::message_of(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |()| see(&format!("/projects/{}", project.id)),
+        |s, m| render(&state, &me, &project, s, m)
+    )
 }
 
 #[derive(Template)]
@@ -561,19 +552,9 @@ pub async fn edit(
         update_key(&state, &write, &key, &update).await
     }
     .await;
-    match result {
-        Ok(_) => see(&format!("/projects/{}", project.id)),
-        Err(e) if e.status().is_client_error() => {
-            render_edit(
-                &state,
-                &me,
-                &project,
-                &key,
-                super::status_of(&e),
-                super::message_of(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |_| see(&format!("/projects/{}", project.id)),
+        |s, m| render_edit(&state, &me, &project, &key, s, m)
+    )
 }

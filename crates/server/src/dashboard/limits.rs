@@ -137,20 +137,11 @@ pub async fn set_rate(
         update_with(&state, &cap, project_id.clone(), rate_limit_id, body).await
     }
     .await;
-    match result {
-        Ok(_) => see(&format!("/projects/{}/limits", project.id)),
-        Err(e) if e.status().is_client_error() => {
-            render(
-                &state,
-                &me,
-                &project,
-                super::status_of(&e),
-                super::message_of(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |_| see(&format!("/projects/{}/limits", project.id)),
+        |s, m| render(&state, &me, &project, s, m)
+    )
 }
 
 #[derive(Deserialize)]
@@ -199,18 +190,9 @@ pub async fn set_spend(
             .map(|_| ())
     }
     .await;
-    match result {
-        Ok(()) => see(&format!("/projects/{}/limits", project.id)),
-        Err(e) if e.status().is_client_error() => {
-            render(
-                &state,
-                &me,
-                &project,
-                super::status_of(&e),
-                super::message_of(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |()| see(&format!("/projects/{}/limits", project.id)),
+        |s, m| render(&state, &me, &project, s, m)
+    )
 }

@@ -2,6 +2,19 @@
 //! signed in with a session cookie. It calls the same domain code as the Admin API (the
 //! `*_with` operations and capabilities), so one set of rules serves both front doors.
 
+/// Runs a change; a refusal or invalid input re-renders the page with the message.
+macro_rules! change {
+    ($result:expr, $ok:expr, $rerender:expr) => {
+        match $result {
+            Ok(v) => $ok(v),
+            Err(e) if e.status().is_client_error() => {
+                $rerender(super::status_of(&e), super::message_of(&e)).await
+            }
+            Err(e) => Err(DashError(e)),
+        }
+    };
+}
+
 mod assets;
 mod audit;
 pub mod csrf;

@@ -27,19 +27,6 @@ fn all() -> Result<PageRequest, ApiError> {
     })
 }
 
-/// Runs a change; a refusal or invalid input re-renders the page with the message.
-macro_rules! change {
-    ($result:expr, $ok:expr, $rerender:expr) => {
-        match $result {
-            Ok(v) => $ok(v),
-            Err(e) if e.status().is_client_error() => {
-                $rerender(super::status_of(&e), super::message_of(&e)).await
-            }
-            Err(e) => Err(DashError(e)),
-        }
-    };
-}
-
 // ---------- service accounts ----------
 
 pub struct AccountRow {

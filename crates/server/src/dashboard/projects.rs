@@ -78,20 +78,11 @@ pub async fn create(
         create_project(&state, &cap, body).await
     }
     .await;
-    match result {
-        Ok(project) => see(&format!("/projects/{}", project.id)),
-        Err(e) if e.status().is_client_error() => {
-            render(
-                &state,
-                &me,
-                super::status_of(&e),
-                super::message_of(&e),
-                form.name,
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |project: keyplane_core::model::Project| see(&format!("/projects/{}", project.id)),
+        |s, m| render(&state, &me, s, m, form.name)
+    )
 }
 
 #[derive(Deserialize)]
@@ -122,20 +113,11 @@ pub async fn rename(
         modify_project(&state, &cap, project.clone(), body).await
     }
     .await;
-    match result {
-        Ok(p) => see(&format!("/projects/{}", p.id)),
-        Err(e) if e.status().is_client_error() => {
-            super::keys::render(
-                &state,
-                &me,
-                &project,
-                super::status_of(&e),
-                super::message_of(&e),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+    change!(
+        result,
+        |p: keyplane_core::model::Project| see(&format!("/projects/{}", p.id)),
+        |s, m| super::keys::render(&state, &me, &project, s, m)
+    )
 }
 
 pub async fn archive(
