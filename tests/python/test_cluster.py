@@ -180,9 +180,9 @@ def test_usage_from_every_instance_adds_up_exactly(cluster):
 # ------------------------------------------------------------------ database outage
 
 
-def _pg_target() -> tuple[str, int, str]:
+def _pg_target() -> tuple[str, int]:
     parts = urllib.parse.urlsplit(kputil.PG_ADMIN_URL)
-    return parts.hostname or "127.0.0.1", parts.port or 5432, parts
+    return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
 def _through(proxy: TcpProxy, url: str) -> str:
@@ -195,7 +195,7 @@ def _through(proxy: TcpProxy, url: str) -> str:
 
 @pytest.fixture
 def pg_proxy():
-    host, port, _ = _pg_target()
+    host, port = _pg_target()
     proxy = TcpProxy(port, host)
     yield proxy
     proxy.close()
