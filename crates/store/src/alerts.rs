@@ -1,3 +1,4 @@
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
@@ -41,7 +42,7 @@ const COLUMNS: &str =
 impl AlertStore for Store {
     async fn create_alert(&self, a: &SpendAlert, events: &[AuditEvent]) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO spend_alerts (id, project_id, threshold_amount, currency, period, \
                  recipients, subject_prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -117,7 +118,7 @@ impl AlertStore for Store {
 
     async fn update_alert(&self, a: &SpendAlert, events: &[AuditEvent]) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "UPDATE spend_alerts SET threshold_amount = $2, currency = $3, period = $4, \
                  recipients = $5, subject_prefix = $6 WHERE id = $1 AND deleted_at IS NULL",
@@ -143,7 +144,7 @@ impl AlertStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query("UPDATE spend_alerts SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
                 .bind(id)
                 .bind(at)

@@ -1,4 +1,5 @@
 use crate::rows::{KeyRow, KEY_SELECT};
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
@@ -82,7 +83,7 @@ fn to_keys(rows: Vec<KeyRow>) -> StoreResult<Vec<ApiKey>> {
 impl KeyStore for Store {
     async fn insert_key(&self, key: &NewApiKey, events: &[AuditEvent]) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             insert_key!(tx, key);
             write_events!(tx, events);
             tx.commit().await.map_err(db_err)
@@ -163,7 +164,7 @@ impl KeyStore for Store {
                    expires_at = CASE WHEN $6 = 1 THEN $7 ELSE expires_at END \
                    WHERE id = $1 AND deleted_at IS NULL";
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(sql)
                 .bind(id.as_str())
                 .bind(i32::from(update.name.is_some()))
@@ -187,7 +188,7 @@ impl KeyStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query("UPDATE api_keys SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
                 .bind(id.as_str())
                 .bind(at)
@@ -213,7 +214,7 @@ impl KeyStore for Store {
             by_time.entry(*at).or_default().push(id.as_str());
         }
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             for (at, ids) in &by_time {
                 for chunk in ids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::new("UPDATE api_keys SET last_used_at = ");

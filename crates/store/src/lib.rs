@@ -42,6 +42,38 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Begins a write transaction. Every transaction of this store writes, so on SQLite it is
+/// `BEGIN IMMEDIATE`: the write lock is taken up front, where the busy timeout applies. A
+/// deferred transaction that reads first and then writes cannot wait for a lock another
+/// instance holds on the same file; SQLite fails it at once with "database is locked".
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin()
+    }
+}
+
 /// Writes audit events on an open transaction (`&mut *tx`).
 macro_rules! write_events {
     ($tx:expr, $events:expr) => {

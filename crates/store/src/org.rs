@@ -1,6 +1,7 @@
 use crate::keys::insert_key;
 use crate::people::insert_invite;
 use crate::rows::UserRow;
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::UserId;
@@ -43,7 +44,7 @@ impl OrgStore for Store {
         };
         let already = || StoreError::Conflict("this database already holds an organization".into());
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let existing: Option<String> = sqlx::query_scalar("SELECT id FROM organization")
                 .fetch_optional(&mut *tx)
                 .await

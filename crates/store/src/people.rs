@@ -1,6 +1,7 @@
 //! Users, invites (and the first owner's setup link), and project memberships.
 
 use crate::rows::UserRow;
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{InviteId, ProjectId, UserId};
@@ -199,7 +200,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             // Serializes owner changes (a row lock on PostgreSQL, the write lock on SQLite), so
             // two concurrent demotions cannot leave the organization without an owner.
             sqlx::query("UPDATE organization SET name = name")
@@ -235,7 +236,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query("UPDATE organization SET name = name")
                 .execute(&mut *tx).await.map_err(db_err)?;
             let current: Option<String> =
@@ -280,7 +281,7 @@ impl PeopleStore for Store {
     ) -> StoreResult<()> {
         let hash = token_hash.to_owned();
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             insert_invite!(tx, invite, hash, None);
             write_events!(tx, events);
             tx.commit().await.map_err(db_err)
@@ -333,7 +334,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query(
                 "UPDATE invites SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL \
                  AND accepted_at IS NULL AND purpose = 'join'",
@@ -376,7 +377,7 @@ impl PeopleStore for Store {
     ) -> StoreResult<()> {
         let a = acceptance;
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             // First, and conditionally: of two concurrent accepts only one changes the row.
             let claimed = sqlx::query(
                 "UPDATE invites SET accepted_at = $2 WHERE id = $1 AND accepted_at IS NULL \
@@ -505,7 +506,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO project_users (project_id, user_id, role, added_at) \
                  VALUES ($1, $2, $3, $4)",
@@ -535,7 +536,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query(
                 "UPDATE project_users SET role = $3 WHERE project_id = $1 AND user_id = $2",
             )
@@ -561,7 +562,7 @@ impl PeopleStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query("DELETE FROM project_users WHERE project_id = $1 AND user_id = $2")
                 .bind(project.as_str())
                 .bind(user.as_str())

@@ -1,3 +1,4 @@
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
@@ -68,7 +69,7 @@ impl PolicyStore for Store {
     ) -> StoreResult<()> {
         let now = keyplane_core::time::now();
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO project_rate_limits (project_id, model, max_requests_per_1_minute, \
                  max_tokens_per_1_minute, max_requests_per_1_day, max_images_per_1_minute, \
@@ -127,7 +128,7 @@ impl PolicyStore for Store {
     ) -> StoreResult<()> {
         let now = keyplane_core::time::now();
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             match permissions {
                 Some(p) => {
                     sqlx::query(
@@ -179,7 +180,7 @@ impl PolicyStore for Store {
     ) -> StoreResult<()> {
         let now = keyplane_core::time::now();
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             match limit {
                 Some(l) => {
                     sqlx::query(

@@ -1,4 +1,5 @@
 use crate::rows::{ProjectRow, PROJECT_COLUMNS};
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{ProjectId, UserId};
@@ -26,7 +27,7 @@ impl ProjectStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO projects (id, name, created_at, external_key_id, residency) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -87,7 +88,7 @@ impl ProjectStore for Store {
 
     async fn update_project(&self, project: &Project, events: &[AuditEvent]) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "UPDATE projects SET name = $2, external_key_id = $3 WHERE id = $1 AND archived_at IS NULL",
             )
@@ -109,7 +110,7 @@ impl ProjectStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let changed = sqlx::query("UPDATE projects SET archived_at = $2 WHERE id = $1 AND archived_at IS NULL")
                 .bind(id.as_str())
                 .bind(at)

@@ -1,5 +1,6 @@
 use crate::keys::insert_key;
 use crate::rows::ServiceAccountRow;
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{ProjectId, ServiceAccountId};
@@ -20,7 +21,7 @@ impl ServiceAccountStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO service_accounts (id, project_id, name, role, created_at) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -94,7 +95,7 @@ impl ServiceAccountStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             sqlx::query(
                 "UPDATE service_accounts SET name = $2, role = $3 WHERE id = $1 AND deleted_at IS NULL",
             )
@@ -117,7 +118,7 @@ impl ServiceAccountStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<Option<Vec<KeyId>>> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let changed = sqlx::query(
                 "UPDATE service_accounts SET deleted_at = $3 \
                  WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",

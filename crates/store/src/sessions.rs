@@ -1,4 +1,5 @@
 use crate::rows::UserRow;
+use crate::BeginWrite;
 use crate::{db_err, on_pool, write_events, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::UserId;
@@ -63,7 +64,7 @@ impl SessionStore for Store {
         events: &[AuditEvent],
     ) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             if let Some(old) = replaces {
                 sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                     .bind(old)
@@ -139,7 +140,7 @@ impl SessionStore for Store {
 
     async fn delete_session(&self, token_hash: &str, events: &[AuditEvent]) -> StoreResult<bool> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                 .bind(token_hash)
                 .execute(&mut *tx)
@@ -169,7 +170,7 @@ impl SessionStore for Store {
 
     async fn record_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             write_events!(tx, events);
             tx.commit().await.map_err(db_err)
         })

@@ -1,3 +1,4 @@
+use crate::BeginWrite;
 use crate::{db_err, on_pool, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
@@ -54,7 +55,7 @@ impl UsageStore for Store {
         let rows: Vec<UsageRow> = merged.into_values().collect();
         // Multi-row upserts: one statement per 500 rows (13 binds each, under SQLite's limit).
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_write().await.map_err(db_err)?;
             for chunk in rows.chunks(500) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO usage_minutes (minute, family, project_id, api_key_id, user_id, \

@@ -763,3 +763,40 @@ async fn events_from_before_the_filter_columns_are_backfilled() {
     })
     .await;
 }
+
+/// Two instances on one SQLite file: a read-then-write transaction (initialization checks
+/// for an organization, then inserts one) that starts while the other instance holds the write
+/// lock waits for it instead of failing with "database is locked".
+#[tokio::test]
+async fn sqlite_transaction_waits_for_another_instances_write_lock() {
+    let (store, dir) = crate::harness::sqlite().await;
+    let url = format!("sqlite://{}", dir.join("test.db").display());
+    let other = keyplane_store::Db::connect(&url, &keyplane_store::PoolSettings::default())
+        .await
+        .unwrap();
+    let keyplane_store::Db::Sqlite(pool) = &other else {
+        unreachable!("a sqlite:// URL opens SQLite")
+    };
+    let mut held = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("CREATE TABLE other_instance_was_here (x INTEGER)")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { init(&store).await })
+    };
+    // Let initialization reach the lock, then release it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    held.commit().await.unwrap();
+    let owner = waiting
+        .await
+        .expect("initialization succeeds once the lock is free");
+    assert_eq!(
+        store.user(&owner.id).await.unwrap().unwrap().email,
+        owner.email
+    );
+    other.close().await;
+    store.db().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
