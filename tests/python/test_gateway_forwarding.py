@@ -206,6 +206,26 @@ def test_stream_passes_through_raw_sse(server, key):
     assert not any(isinstance(p.get("usage"), dict) for p in payloads)
 
 
+def test_a_paced_stream_reaches_the_client_event_by_event(server, gw):
+    """Events the provider sends apart are passed on apart, not held for the next one."""
+    delay = 0.15
+    arrivals = []
+    stream = gw.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "x"}],
+        max_completion_tokens=6,
+        stream=True,
+        extra_headers={"x-mock-chunk-delay-ms": str(int(delay * 1000))},
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 6, arrivals
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    # Held back, they would arrive together at the end; passed on, about `delay` apart.
+    assert all(g > delay / 3 for g in gaps), gaps
+
+
 def test_legacy_completions_stream_strips_usage_too(server, gw):
     marker, hdrs = _marker()
     chunks = _collect(

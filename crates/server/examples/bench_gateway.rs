@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
-//!     [--redis redis://127.0.0.1:6379/0]
+//!     [--redis redis://127.0.0.1:6379/0] [--modes plain,stream] [--timeline]
+//!     [--keyplane-workers N]
 //! ```
 //! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
 //! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
@@ -177,6 +178,8 @@ struct RateResult {
     p50: f64,
     p99: f64,
     errors: usize,
+    /// p99 of the requests sent in each second of the phase.
+    p99_by_second: Vec<f64>,
 }
 
 async fn fixed_rate(
@@ -199,18 +202,20 @@ async fn fixed_rate(
             handles.push(tokio::spawn(async move {
                 let begin = Instant::now();
                 let ok = one(&c, &t, &keys[i % keys.len()], body(stream)).await;
-                (begin.elapsed(), ok)
+                (begin.elapsed(), ok, begin.duration_since(start).as_secs())
             }));
             sent += 1;
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let mut lat = Vec::with_capacity(handles.len());
+    let mut by_second: Vec<Vec<Duration>> = vec![Vec::new(); secs as usize + 1];
     let mut errors = 0;
     for h in handles {
-        let (d, ok) = h.await.unwrap();
+        let (d, ok, second) = h.await.unwrap();
         if ok {
             lat.push(d);
+            by_second[(second as usize).min(secs as usize)].push(d);
         } else {
             errors += 1;
         }
@@ -222,6 +227,14 @@ async fn fixed_rate(
         p50: pct(&lat, 0.5),
         p99: pct(&lat, 0.99),
         errors,
+        p99_by_second: by_second
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|mut s| {
+                s.sort();
+                pct(&s, 0.99)
+            })
+            .collect(),
     }
 }
 
@@ -299,6 +312,11 @@ async fn main() {
         .split(',')
         .map(|r| r.parse().unwrap())
         .collect();
+    // `--modes stream` measures streaming only; `--timeline` prints each phase's p99 per second.
+    let modes = arg("--modes").unwrap_or_else(|| "plain,stream".into());
+    let timeline = args.iter().any(|a| a == "--timeline");
+    // `--keyplane-workers N`: Keyplane's runtime threads (default: one per core).
+    let keyplane_workers = arg("--keyplane-workers");
     let concurrency: usize = arg("--concurrency")
         .map(|s| s.parse().unwrap())
         .unwrap_or(64);
@@ -354,6 +372,9 @@ async fn main() {
         .env("KEYPLANE_UPSTREAM_API_KEY", "sk-upstream-bench")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
+        if let Some(n) = &keyplane_workers {
+            cmd.env("TOKIO_WORKER_THREADS", n);
+        }
         if let Some(url) = redis {
             cmd.env("KEYPLANE_REDIS_URL", url)
                 .env("KEYPLANE_REDIS_PREFIX", &redis_prefix);
@@ -405,6 +426,9 @@ async fn main() {
     }
 
     for stream in [false, true] {
+        if !modes.contains(if stream { "stream" } else { "plain" }) {
+            continue;
+        }
         println!(
             "\n## {} ({secs} s per phase, {concurrency} connections for max)",
             if stream { "streaming" } else { "non-streaming" }
@@ -419,6 +443,11 @@ async fn main() {
                     "| {} | {rate} | {:.0} | {:.3} | {:.3} | {} |",
                     t.name, r.achieved, r.p50, r.p99, r.errors
                 );
+                if timeline {
+                    let per_second: Vec<String> =
+                        r.p99_by_second.iter().map(|p| format!("{p:.1}")).collect();
+                    println!("|  p99 ms per second: {} |", per_second.join(" "));
+                }
                 if ti == 0 {
                     base.push((rate, r.p50, r.p99));
                 } else if t.keyed {

@@ -144,15 +144,23 @@ impl UsageStore for Store {
     }
 
     async fn cost_since(&self, project: Option<&ProjectId>, since: i64) -> StoreResult<i64> {
-        let total: Option<i64> = on_pool!(&self.db, pool => {
-            sqlx::query_scalar(
+        // Two statements, not one with `($2 = '' OR project_id = $2)`: with the OR, both
+        // planners walk the primary key's whole month range instead of the project's index.
+        let total: Option<i64> = on_pool!(&self.db, pool => match project {
+            Some(p) => sqlx::query_scalar(
                 "SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_minutes \
-                 WHERE minute >= $1 AND ($2 = '' OR project_id = $2)",
+                 WHERE project_id = $1 AND minute >= $2",
+            )
+            .bind(p.as_str())
+            .bind(since)
+            .fetch_one(pool)
+            .await,
+            None => sqlx::query_scalar(
+                "SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_minutes WHERE minute >= $1",
             )
             .bind(since)
-            .bind(project.map(|p| p.as_str()).unwrap_or(""))
             .fetch_one(pool)
-            .await
+            .await,
         })
         .map_err(db_err)?;
         Ok(total.unwrap_or(0))

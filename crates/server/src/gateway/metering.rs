@@ -24,6 +24,9 @@ pub struct Meter {
     rx: Mutex<Option<mpsc::UnboundedReceiver<UsageRow>>>,
     store: Arc<dyn UsageStore>,
     spend: Mutex<Spend>,
+    /// Background spend refreshes run one at a time: a hundred projects going stale together
+    /// must not take every pooled connection from the requests that need one.
+    refreshing: tokio::sync::Semaphore,
 }
 
 /// How long a loaded month-to-date figure is trusted before it is re-read from the database.
@@ -39,6 +42,7 @@ impl Meter {
             rx: Mutex::new(Some(rx)),
             store,
             spend: Mutex::new(Spend::default()),
+            refreshing: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -77,6 +81,9 @@ impl Meter {
             // A read-only refresh: nothing for shutdown to wait for.
             #[allow(clippy::disallowed_methods)]
             tokio::spawn(async move {
+                let Ok(_permit) = meter.refreshing.acquire().await else {
+                    return;
+                };
                 if let Some(fresh) = meter.stored_spend(&project, month_start).await {
                     meter.remember_spend(&project, month_start, fresh);
                 }

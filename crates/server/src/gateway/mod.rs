@@ -513,13 +513,12 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .is_some_and(|ct| ct.starts_with("application/json"));
 
     if is_sse {
-        let stream = MeteredStream {
-            inner: Box::pin(upstream_resp.bytes_stream()),
-            observer: SseObserver::new(strip_usage),
-            ctx: Some(ctx),
-            ok: status.is_success(),
-            done: false,
-        };
+        let stream = MeteredStream::new(
+            Box::pin(upstream_resp.bytes_stream()),
+            SseObserver::new(strip_usage),
+            ctx,
+            status.is_success(),
+        );
         let mut resp = Response::new(Body::from_stream(stream));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
@@ -653,13 +652,55 @@ impl MeterCtx {
     }
 }
 
-/// An SSE body passed through event by event; meters on completion or client disconnect.
+/// An SSE body passed through as it arrives; meters on completion or client disconnect.
+///
+/// The upstream connection's task hands the response over one event at a time, so passing each
+/// on at once costs one write to the client per event. Events that are ready together are sent
+/// together instead: with an event held, the stream yields (up to [`HANDOVER_YIELDS`] times) to
+/// let that task hand over the next one it has already read, and passes the held events on when
+/// nothing more came (or [`COALESCE_LIMIT`] bytes are held). An upstream that sends events
+/// slowly sees each passed on after those few turns of the scheduler.
 struct MeteredStream {
     inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     observer: SseObserver,
     ctx: Option<MeterCtx>,
     ok: bool,
     done: bool,
+    held: bytes::BytesMut,
+    yields: u8,
+    failed: Option<std::io::Error>,
+}
+
+/// Turns of the scheduler a held event waits for the next one: the upstream connection's task
+/// takes two to hand over an event it has already read.
+const HANDOVER_YIELDS: u8 = 2;
+
+/// The most a stream holds back before passing it on.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+impl MeteredStream {
+    fn new(
+        inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+        observer: SseObserver,
+        ctx: MeterCtx,
+        ok: bool,
+    ) -> Self {
+        Self {
+            inner,
+            observer,
+            ctx: Some(ctx),
+            ok,
+            done: false,
+            held: bytes::BytesMut::new(),
+            yields: 0,
+            failed: None,
+        }
+    }
+
+    fn release(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        self.yields = 0;
+        Poll::Ready(Some(Ok(self.held.split().freeze())))
+    }
 }
 
 impl Stream for MeteredStream {
@@ -668,29 +709,37 @@ impl Stream for MeteredStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             if self.done {
-                return Poll::Ready(None);
+                if !self.held.is_empty() {
+                    return self.release();
+                }
+                return Poll::Ready(self.failed.take().map(Err));
             }
             match self.inner.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending if self.held.is_empty() => return Poll::Pending,
+                Poll::Pending if self.yields < HANDOVER_YIELDS => {
+                    self.yields += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => return self.release(),
                 Poll::Ready(Some(Ok(chunk))) => {
                     let out = self.observer.feed(&chunk);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
+                    self.held.extend_from_slice(&out);
+                    self.yields = 0;
+                    if self.held.len() >= COALESCE_LIMIT {
+                        return self.release();
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.done = true;
                     self.settle();
-                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                    self.failed = Some(std::io::Error::other(e));
                 }
                 Poll::Ready(None) => {
                     self.done = true;
                     let rest = self.observer.finish();
+                    self.held.extend_from_slice(&rest);
                     self.settle();
-                    if !rest.is_empty() {
-                        return Poll::Ready(Some(Ok(rest)));
-                    }
-                    return Poll::Ready(None);
                 }
             }
         }
