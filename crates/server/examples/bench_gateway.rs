@@ -5,7 +5,7 @@
 //! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
 //!     [--redis redis://127.0.0.1:6379/0] [--modes plain,stream] [--timeline]
-//!     [--keyplane-workers N]
+//!     [--keyplane-workers N] [--keyplane-only]
 //! ```
 //! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
 //! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
@@ -317,6 +317,8 @@ async fn main() {
     let timeline = args.iter().any(|a| a == "--timeline");
     // `--keyplane-workers N`: Keyplane's runtime threads (default: one per core).
     let keyplane_workers = arg("--keyplane-workers");
+    // `--keyplane-only`: the fixed-rate phases against Keyplane only, no maximum (soak runs).
+    let keyplane_only = args.iter().any(|a| a == "--keyplane-only");
     let concurrency: usize = arg("--concurrency")
         .map(|s| s.parse().unwrap())
         .unwrap_or(64);
@@ -437,6 +439,9 @@ async fn main() {
         println!("|---|---|---|---|---|---|");
         let mut base = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
+            if keyplane_only && !t.keyed {
+                continue;
+            }
             for &rate in &rates {
                 let r = fixed_rate(&client, t, &keys, rate, secs, stream).await;
                 println!(
@@ -461,6 +466,9 @@ async fn main() {
                     }
                 }
             }
+        }
+        if keyplane_only {
+            continue;
         }
         let mut maxes = Vec::new();
         for t in &targets {
