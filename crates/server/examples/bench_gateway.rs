@@ -5,7 +5,7 @@
 //! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
 //!     [--redis redis://127.0.0.1:6379/0] [--modes plain,stream] [--timeline]
-//!     [--keyplane-workers N] [--keyplane-only]
+//!     [--keyplane-workers N] [--keyplane-only] [--no-max]
 //! ```
 //! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
 //! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
@@ -317,7 +317,8 @@ async fn main() {
     let timeline = args.iter().any(|a| a == "--timeline");
     // `--keyplane-workers N`: Keyplane's runtime threads (default: one per core).
     let keyplane_workers = arg("--keyplane-workers");
-    // `--keyplane-only`: the fixed-rate phases against Keyplane only, no maximum (soak runs).
+    // `--keyplane-only`: Keyplane's phases only (soak runs; add `--no-max` to skip the maxima).
+    let no_max = args.iter().any(|a| a == "--no-max");
     let keyplane_only = args.iter().any(|a| a == "--keyplane-only");
     let concurrency: usize = arg("--concurrency")
         .map(|s| s.parse().unwrap())
@@ -467,14 +468,20 @@ async fn main() {
                 }
             }
         }
-        if keyplane_only {
+        if no_max {
             continue;
         }
         let mut maxes = Vec::new();
         for t in &targets {
+            if keyplane_only && !t.keyed {
+                continue;
+            }
             let (rps, errors) = max_rps(&client, t, &keys, concurrency, secs, stream).await;
             maxes.push(rps);
             println!("| {} | max | {rps:.0} | | | {errors} |", t.name);
+        }
+        if keyplane_only {
+            continue;
         }
         for (t, rps) in targets.iter().zip(&maxes).skip(2) {
             println!(
