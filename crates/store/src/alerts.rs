@@ -1,5 +1,4 @@
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
 use keyplane_core::model::AuditEvent;

@@ -1,6 +1,5 @@
 use crate::rows::{KeyRow, KEY_SELECT};
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
 use keyplane_core::model::{ApiKey, AuditEvent, KeyUpdate, NewApiKey, OwnerAccessFilter};

@@ -1,8 +1,7 @@
 use crate::keys::insert_key;
 use crate::people::insert_invite;
 use crate::rows::UserRow;
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::UserId;
 use keyplane_core::model::{AuditEvent, NewApiKey, Organization, User};

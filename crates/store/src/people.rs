@@ -1,8 +1,7 @@
 //! Users, invites (and the first owner's setup link), and project memberships.
 
 use crate::rows::UserRow;
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{InviteId, ProjectId, UserId};
 use keyplane_core::model::{AuditEvent, OrgRole, User};

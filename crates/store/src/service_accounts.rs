@@ -1,7 +1,6 @@
 use crate::keys::insert_key;
 use crate::rows::ServiceAccountRow;
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::{ProjectId, ServiceAccountId};
 use keyplane_core::keys::KeyId;

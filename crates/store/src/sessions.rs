@@ -1,6 +1,5 @@
 use crate::rows::UserRow;
-use crate::BeginWrite;
-use crate::{db_err, on_pool, write_events, Store};
+use crate::{db_err, on_pool, write_events, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::UserId;
 use keyplane_core::model::{AuditEvent, User};

@@ -1,5 +1,4 @@
-use crate::BeginWrite;
-use crate::{db_err, on_pool, Store};
+use crate::{db_err, on_pool, BeginWrite, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
 use keyplane_core::ports::{StoreResult, UsageStore};
