@@ -221,9 +221,10 @@ def test_a_paced_stream_reaches_the_client_event_by_event(server, gw):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.monotonic())
     assert len(arrivals) == 6, arrivals
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    # Held back, they would arrive together at the end; passed on, about `delay` apart.
-    assert all(g > delay / 3 for g in gaps), gaps
+    # Held back, they would arrive together at the end; passed on, about `delay` apart (the
+    # bound is half of that, so a loaded machine's jitter cannot fail it).
+    spread = arrivals[-1] - arrivals[0]
+    assert spread > (len(arrivals) - 1) * delay / 2, [b - a for a, b in zip(arrivals, arrivals[1:])]
 
 
 def test_legacy_completions_stream_strips_usage_too(server, gw):
