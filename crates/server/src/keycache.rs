@@ -20,20 +20,36 @@ use std::sync::{Arc, Mutex};
 pub struct KeyVerifier {
     hasher: KeyHasher,
     store: Arc<dyn KeyStore>,
-    cache: Cache<KeyId, Arc<ApiKey>>,
+    cache: Cache<KeyId, Arc<Cached>>,
     /// Bumped by every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
     /// `last_used_at` updates waiting for the background flush.
     pending_use: Mutex<HashMap<KeyId, UnixSeconds>>,
-    /// When each key's `last_used_at` was last queued: a busy key is written at most once per
-    /// [`LAST_USED_PRECISION`] (Unkey-style), not once per request.
-    last_noted: Cache<KeyId, UnixSeconds>,
     /// When every cached entry was last known to match the database.
     confirmed_at: AtomicI64,
     /// How long cached keys are honoured past `confirmed_at` (the database being unreachable).
     grace: UnixSeconds,
     /// When a key could last not be read because the database failed (0: never).
     load_failed_at: AtomicI64,
+}
+
+/// A cached key, and when its use was last queued for `last_used_at`: a busy key is written at
+/// most once per [`LAST_USED_PRECISION`] (Unkey-style), not once per request. The time lives in
+/// the entry, not in a second cache: a cache write per key and minute came in bursts (every
+/// key used in one busy minute falls due in the same second), and a burst of cache writes makes
+/// moka's writers sleep-wait on a full queue, on the runtime's threads.
+struct Cached {
+    key: Arc<ApiKey>,
+    noted: AtomicI64,
+}
+
+impl Cached {
+    fn new(key: Arc<ApiKey>, noted: UnixSeconds) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            noted: AtomicI64::new(noted),
+        })
+    }
 }
 
 /// Keys re-read per query (and between yields) during reconciliation.
@@ -58,7 +74,6 @@ impl KeyVerifier {
                 .build(),
             generation: AtomicU64::new(0),
             pending_use: Mutex::new(HashMap::new()),
-            last_noted: Cache::new(capacity),
             confirmed_at: AtomicI64::new(keyplane_core::time::now()),
             grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
             load_failed_at: AtomicI64::new(0),
@@ -83,8 +98,8 @@ impl KeyVerifier {
         // trusted: the key is read again, which succeeds as soon as the database is back.
         let fresh_enough =
             now.saturating_sub(self.confirmed_at.load(Ordering::Relaxed)) <= self.grace;
-        let key = match self.cache.get(&id).filter(|_| fresh_enough) {
-            Some(key) => key,
+        let entry = match self.cache.get(&id).filter(|_| fresh_enough) {
+            Some(entry) => entry,
             None => {
                 // While the database is failing, one request per second probes it; the others
                 // are refused at once instead of each waiting for a connection.
@@ -109,13 +124,14 @@ impl KeyVerifier {
                         return Err(ApiError::KeyUnverifiable(e.to_string()));
                     }
                 };
-                let key = Arc::new(found.ok_or_else(invalid)?);
+                let entry = Cached::new(Arc::new(found.ok_or_else(invalid)?), 0);
                 if self.generation.load(Ordering::Acquire) == generation {
-                    self.cache.insert(id.clone(), key.clone());
+                    self.cache.insert(id.clone(), entry.clone());
                 }
-                key
+                entry
             }
         };
+        let key = entry.key.clone();
         if key.kind != parsed.kind || !key.hash.matches(&self.hasher.hash(raw)) {
             return Err(invalid());
         }
@@ -138,21 +154,23 @@ impl KeyVerifier {
                 key.redacted_value
             )));
         }
-        self.note_use(&key.id, now);
+        self.note_use(&entry, now);
         Ok(key)
     }
 
-    fn note_use(&self, id: &KeyId, now: UnixSeconds) {
-        if self
-            .last_noted
-            .get(id)
-            .is_some_and(|at| now - at < LAST_USED_PRECISION)
+    fn note_use(&self, entry: &Cached, now: UnixSeconds) {
+        let noted = entry.noted.load(Ordering::Relaxed);
+        // Of the requests that find the key due, one queues it.
+        if now - noted < LAST_USED_PRECISION
+            || entry
+                .noted
+                .compare_exchange(noted, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
-        self.last_noted.insert(id.clone(), now);
         if let Ok(mut pending) = self.pending_use.lock() {
-            pending.insert(id.clone(), now);
+            pending.insert(entry.key.id.clone(), now);
         }
     }
 
@@ -210,9 +228,9 @@ impl KeyVerifier {
                     None => gone.push(id.clone()),
                     Some(mut stored) => {
                         // `last_used_at` moves all the time and decides nothing.
-                        stored.last_used_at = cached.last_used_at;
-                        if stored != *cached {
-                            replaced.push(stored);
+                        stored.last_used_at = cached.key.last_used_at;
+                        if stored != *cached.key {
+                            replaced.push((stored, cached.noted.load(Ordering::Relaxed)));
                         }
                     }
                 }
@@ -220,11 +238,12 @@ impl KeyVerifier {
             changed += replaced.len() + gone.len();
             // A newer invalidation than our read wins: drop instead of replace.
             if self.generation.load(Ordering::Acquire) == generation {
-                for key in replaced {
-                    self.cache.insert(key.id.clone(), Arc::new(key));
+                for (key, noted) in replaced {
+                    self.cache
+                        .insert(key.id.clone(), Cached::new(Arc::new(key), noted));
                 }
             } else {
-                gone.extend(replaced.into_iter().map(|k| k.id));
+                gone.extend(replaced.into_iter().map(|(k, _)| k.id));
             }
             for id in &gone {
                 self.invalidate(id);
@@ -249,7 +268,7 @@ impl KeyVerifier {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if self
             .cache
-            .invalidate_entries_if(move |_, key| pred(key))
+            .invalidate_entries_if(move |_, entry| pred(&entry.key))
             .is_err()
         {
             self.cache.invalidate_all();
@@ -270,5 +289,120 @@ impl KeyVerifier {
                 key.kind.description()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyplane_core::ids::{ProjectId, UserId};
+    use keyplane_core::model::{AuditEvent, KeyOwner, KeyOwnerId, KeyUpdate, NewApiKey};
+    use keyplane_core::pagination::{Page, PageRequest};
+    use keyplane_core::ports::{KeyListFilter, StoreResult};
+    use keyplane_core::scopes::Permissions;
+
+    /// A store holding one key; counts reads.
+    struct OneKey {
+        key: ApiKey,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyStore for OneKey {
+        async fn insert_key(&self, _: &NewApiKey, _: &[AuditEvent]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn key(&self, id: &KeyId) -> StoreResult<Option<ApiKey>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok((*id == self.key.id).then(|| self.key.clone()))
+        }
+        async fn list_keys(&self, _: &KeyListFilter, _: &PageRequest) -> StoreResult<Page<ApiKey>> {
+            Ok(Page {
+                items: Vec::new(),
+                has_more: false,
+            })
+        }
+        async fn update_key(&self, _: &KeyId, _: &KeyUpdate, _: &[AuditEvent]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn delete_key(
+            &self,
+            _: &KeyId,
+            _: UnixSeconds,
+            _: &[AuditEvent],
+        ) -> StoreResult<bool> {
+            Ok(false)
+        }
+        async fn record_key_use(&self, _: &[(KeyId, UnixSeconds)]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>> {
+            Ok(ids
+                .iter()
+                .filter(|id| **id == self.key.id)
+                .map(|_| self.key.clone())
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_key_is_queued_for_last_used_at_once_per_minute() {
+        let hasher = KeyHasher::new(None);
+        let (plain, material) = hasher.generate(KeyKind::Project);
+        let store = Arc::new(OneKey {
+            key: ApiKey {
+                id: material.id.clone(),
+                kind: KeyKind::Project,
+                project_id: Some(ProjectId::generate()),
+                name: "k".into(),
+                redacted_value: material.redacted_value,
+                hash: material.hash,
+                permissions: Permissions::All,
+                created_at: 0,
+                expires_at: None,
+                last_used_at: None,
+                owner: KeyOwner {
+                    id: KeyOwnerId::User(UserId::generate()),
+                    name: "u".into(),
+                    email: None,
+                    created_at: 0,
+                    role: "owner".into(),
+                },
+                owner_active: true,
+                project_archived: false,
+            },
+            reads: Default::default(),
+        });
+        let verifier = KeyVerifier::new(
+            hasher,
+            store.clone(),
+            100,
+            std::time::Duration::from_secs(600),
+        );
+        let t = 1_000_000;
+        let uses = |at| {
+            let verifier = &verifier;
+            let plain = plain.expose().to_owned();
+            async move {
+                for _ in 0..5 {
+                    verifier.verify(&plain, at).await.unwrap();
+                }
+                verifier.take_pending_use()
+            }
+        };
+        assert_eq!(uses(t).await, vec![(material.id.clone(), t)]);
+        assert_eq!(uses(t + LAST_USED_PRECISION - 1).await, vec![]);
+        assert_eq!(
+            uses(t + LAST_USED_PRECISION).await,
+            vec![(material.id.clone(), t + LAST_USED_PRECISION)]
+        );
+        // Reconciliation that finds the key unchanged keeps its throttle.
+        verifier.reconcile(t + LAST_USED_PRECISION).await.unwrap();
+        assert_eq!(uses(t + LAST_USED_PRECISION + 1).await, vec![]);
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            1,
+            "one read, then the cache"
+        );
     }
 }
