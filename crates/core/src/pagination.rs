@@ -57,6 +57,16 @@ pub struct PageRequest {
     pub after: Option<String>,
 }
 
+impl PageRequest {
+    /// The largest page a list serves, from `after` (the dashboard's lists).
+    pub fn largest(after: Option<String>) -> Self {
+        Self {
+            limit: Limit(Limit::MAX),
+            after,
+        }
+    }
+}
+
 /// One page of results, oldest first.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

@@ -17,7 +17,7 @@ use keyplane_core::keys::KeyKind;
 use keyplane_core::model::{
     ApiKey, ExpiresIn, KeyOwnerId, KeyUpdate, Name, OwnerAccessFilter, Project,
 };
-use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::pagination::PageRequest;
 use keyplane_core::ports::KeyListFilter;
 use keyplane_core::scopes::{Permissions, KNOWN_SCOPES};
 use std::collections::BTreeMap;
@@ -267,14 +267,8 @@ async fn render_page(
     let owner_view = cap.access() == ProjectAccess::Owner;
     let active = !project.is_archived();
     let later_page = after.is_some();
-    let key_page = PageRequest {
-        limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
-        after,
-    };
-    let page = PageRequest {
-        limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
-        after: None,
-    };
+    let key_page = PageRequest::largest(after);
+    let page = PageRequest::largest(None);
     let keys = state
         .keys
         .list_keys(

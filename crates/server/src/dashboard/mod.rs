@@ -38,7 +38,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyplane_core::access::ProjectAccess;
 use keyplane_core::model::{OrgRole, Project};
-use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::pagination::PageRequest;
 use serde::de::DeserializeOwned;
 use session::Me;
 
@@ -264,18 +264,11 @@ impl Nav {
     }
 }
 
-fn first_page(limit: u32) -> Result<PageRequest, ApiError> {
-    Ok(PageRequest {
-        limit: Limit::parse(Some(i64::from(limit))).map_err(ApiError::from)?,
-        after: None,
-    })
-}
-
 /// The active projects the viewer may open (organization owners: all).
 pub async fn visible_projects(state: &AppState, me: &Me) -> Result<Vec<Project>, DashError> {
     let page = state
         .projects
-        .list_projects(false, &first_page(Limit::MAX)?)
+        .list_projects(false, &PageRequest::largest(None))
         .await?;
     let mut out = Vec::new();
     for p in page.items {

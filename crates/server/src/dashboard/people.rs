@@ -5,7 +5,6 @@ use super::session::Me;
 use super::{html, nav, open_project, see, DashError, Form, Nav};
 use crate::admin::projects::find as find_project;
 use crate::admin::{invites, project_users, service_accounts, users};
-use crate::error::ApiError;
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -16,16 +15,9 @@ use keyplane_api_types::{
     ModifyServiceAccount, ModifyUser,
 };
 use keyplane_core::model::{OrgRole, Project};
-use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::pagination::PageRequest;
 use keyplane_core::people::InviteStatus;
 use serde::Deserialize;
-
-fn all() -> Result<PageRequest, ApiError> {
-    Ok(PageRequest {
-        limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
-        after: None,
-    })
-}
 
 // ---------- service accounts ----------
 
@@ -59,7 +51,7 @@ async fn render_accounts(
     open_project(state, me, project).await?;
     let accounts = state
         .service_accounts
-        .list_service_accounts(&project.id, &all()?)
+        .list_service_accounts(&project.id, &PageRequest::largest(None))
         .await?
         .items
         .into_iter()
@@ -222,7 +214,7 @@ async fn render_project_members(
     open_project(state, me, project).await?;
     let members: Vec<MemberRow> = state
         .people
-        .list_project_users(&project.id, &all()?)
+        .list_project_users(&project.id, &PageRequest::largest(None))
         .await?
         .items
         .into_iter()
@@ -238,7 +230,7 @@ async fn render_project_members(
     let candidates = if can_manage {
         state
             .people
-            .list_users(&[], &all()?)
+            .list_users(&[], &PageRequest::largest(None))
             .await?
             .items
             .into_iter()
@@ -379,7 +371,7 @@ async fn render_org_members(
 ) -> Result<Response, DashError> {
     let members = state
         .people
-        .list_users(&[], &all()?)
+        .list_users(&[], &PageRequest::largest(None))
         .await?
         .items
         .into_iter()
@@ -394,7 +386,7 @@ async fn render_org_members(
     let now = keyplane_core::time::now();
     let invites = state
         .people
-        .list_invites(&all()?)
+        .list_invites(&PageRequest::largest(None))
         .await?
         .items
         .into_iter()

@@ -9,7 +9,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use keyplane_core::model::OwnerAccessFilter;
-use keyplane_core::pagination::{Limit, PageRequest};
+use keyplane_core::pagination::PageRequest;
 use keyplane_core::ports::KeyListFilter;
 use keyplane_core::usage::{UsageFilter, UsageRow, NANO_USD_PER_USD};
 use serde::Deserialize;
@@ -166,10 +166,7 @@ pub async fn page(
             &per_bucket(&|r| r.input_tokens + r.output_tokens),
         ),
     ];
-    let page_all = PageRequest {
-        limit: Limit::parse(Some(i64::from(Limit::MAX)))?,
-        after: None,
-    };
+    let page_all = PageRequest::largest(None);
     let keys = state
         .keys
         .list_keys(
