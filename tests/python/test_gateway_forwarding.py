@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx2
 import openai
 import pytest
 
@@ -376,6 +377,26 @@ def test_upstream_timeout_is_504(server, gw):
     err = assert_error(resp, 504, type="server_error", code="upstream_timeout")
     assert "did not answer in time" in err["message"]
     assert elapsed < 2.5, f"the 1 s upstream timeout took {elapsed:.2f}s"
+
+
+def test_a_stream_silent_past_the_upstream_timeout_is_cut(server, gw):
+    """The upstream timeout (1 s here) also bounds each silence inside a streamed body: a
+    provider that stops mid-stream does not hold the client's connection forever."""
+    started = time.monotonic()
+    stream = gw.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "x"}],
+        max_completion_tokens=3,
+        stream=True,
+        extra_headers={"x-mock-chunk-delay-ms": "4000"},
+    )
+    received = 0
+    with pytest.raises((httpx2.HTTPError, openai.APIError)):
+        for _ in stream:
+            received += 1
+    elapsed = time.monotonic() - started
+    assert received >= 1, "the first event, sent at once, came through"
+    assert elapsed < 3.5, f"the stream was cut after {elapsed:.2f}s, not after ~1 s of silence"
 
 
 def test_unreachable_upstream_is_502(server, gw):

@@ -2,10 +2,10 @@
 //! `keyplane-mock-upstream`, against the mock called directly and nginx as a plain proxy.
 //!
 //! ```sh
-//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway
+//! cargo build --release -p keyplane-cli -p keyplane-mock-upstream -p keyplane-server --bins --example bench_gateway --example bare_proxy
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
 //!     [--redis redis://127.0.0.1:6379/0] [--modes plain,stream] [--timeline]
-//!     [--keyplane-workers N] [--keyplane-only] [--no-max]
+//!     [--keyplane-workers N] [--keyplane-only] [--no-max] [--rounds N]
 //! ```
 //! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
 //! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
@@ -290,6 +290,7 @@ fn nginx(dir: &Path, port: u16, upstream_port: u16) -> Proc {
     .unwrap();
     let child = Command::new("nginx")
         .args(["-c", conf.to_str().unwrap(), "-g", "daemon off;"])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx on PATH (apt-get install nginx)");
@@ -310,16 +311,20 @@ async fn main() {
     let rates: Vec<u64> = arg("--rates")
         .unwrap_or_else(|| "1000,5000".into())
         .split(',')
+        .filter(|r| !r.is_empty())
         .map(|r| r.parse().unwrap())
         .collect();
     // `--modes stream` measures streaming only; `--timeline` prints each phase's p99 per second.
     let modes = arg("--modes").unwrap_or_else(|| "plain,stream".into());
     let timeline = args.iter().any(|a| a == "--timeline");
-    // `--keyplane-workers N`: Keyplane's runtime threads (default: one per core).
+    // `--keyplane-workers N`: Keyplane's serving threads (default: one per core).
     let keyplane_workers = arg("--keyplane-workers");
     // `--keyplane-only`: Keyplane's phases only (soak runs; add `--no-max` to skip the maxima).
     let no_max = args.iter().any(|a| a == "--no-max");
     let keyplane_only = args.iter().any(|a| a == "--keyplane-only");
+    // `--rounds N`: the maxima N times, targets taking turns, reported as medians (on a host
+    // whose CPU time is stolen unevenly, one round can favour any target).
+    let rounds: usize = arg("--rounds").map(|s| s.parse().unwrap()).unwrap_or(1);
     let concurrency: usize = arg("--concurrency")
         .map(|s| s.parse().unwrap())
         .unwrap_or(64);
@@ -376,7 +381,7 @@ async fn main() {
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
         if let Some(n) = &keyplane_workers {
-            cmd.env("TOKIO_WORKER_THREADS", n);
+            cmd.env("KEYPLANE_WORKERS", n);
         }
         if let Some(url) = redis {
             cmd.env("KEYPLANE_REDIS_URL", url)
@@ -388,7 +393,22 @@ async fn main() {
     };
     let (kp_port, _kp) = keyplane(None);
     let with_redis = redis_url.as_deref().map(|url| keyplane(Some(url)));
-
+    // The stack's floor, when built (`--example bare_proxy`): Keyplane's server and client
+    // with none of its checks.
+    let bare = |client: &str| {
+        let port = free_port();
+        let child = Command::new(bin_dir.join("examples/bare_proxy"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &mock_url, "--client", client])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        wait_port(port);
+        Some((port, Proc(child)))
+    };
+    let bare_reqwest = bare("reqwest");
+    let bare_hyper = bare("hyper");
     let mut targets = vec![
         Target {
             name: "mock direct",
@@ -400,12 +420,24 @@ async fn main() {
             url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
             keyed: false,
         },
-        Target {
-            name: "keyplane",
-            url: format!("http://127.0.0.1:{kp_port}/v1/chat/completions"),
-            keyed: true,
-        },
     ];
+    for (name, bare) in [
+        ("bare axum + reqwest", &bare_reqwest),
+        ("bare axum + hyper client", &bare_hyper),
+    ] {
+        if let Some((port, _)) = bare {
+            targets.push(Target {
+                name,
+                url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+                keyed: false,
+            });
+        }
+    }
+    targets.push(Target {
+        name: "keyplane",
+        url: format!("http://127.0.0.1:{kp_port}/v1/chat/completions"),
+        keyed: true,
+    });
     if let Some((port, _)) = &with_redis {
         targets.push(Target {
             name: "keyplane + redis",
@@ -471,23 +503,50 @@ async fn main() {
         if no_max {
             continue;
         }
-        let mut maxes = Vec::new();
-        for t in &targets {
-            if keyplane_only && !t.keyed {
-                continue;
+        let measured: Vec<&Target> = targets
+            .iter()
+            .filter(|t| !keyplane_only || t.keyed)
+            .collect();
+        let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measured.len()];
+        for round in 0..rounds {
+            for (i, t) in measured.iter().enumerate() {
+                let (rps, errors) = max_rps(&client, t, &keys, concurrency, secs, stream).await;
+                runs[i].push(rps);
+                let label = if rounds > 1 {
+                    format!("max, round {}", round + 1)
+                } else {
+                    "max".to_owned()
+                };
+                println!("| {} | {label} | {rps:.0} | | | {errors} |", t.name);
             }
-            let (rps, errors) = max_rps(&client, t, &keys, concurrency, secs, stream).await;
-            maxes.push(rps);
-            println!("| {} | max | {rps:.0} | | | {errors} |", t.name);
+        }
+        let maxes: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.sort_by(f64::total_cmp);
+                r[r.len() / 2]
+            })
+            .collect();
+        if rounds > 1 {
+            for (t, rps) in measured.iter().zip(&maxes) {
+                println!("| {} | max, median of {rounds} | {rps:.0} | | | |", t.name);
+            }
         }
         if keyplane_only {
             continue;
         }
-        for (t, rps) in targets.iter().zip(&maxes).skip(2) {
+        for (i, t) in measured.iter().enumerate().skip(2) {
+            let per_round: Vec<String> = runs[i]
+                .iter()
+                .zip(&runs[1])
+                .map(|(k, n)| format!("{:.0}%", 100.0 * k / n))
+                .collect();
             println!(
-                "{} max throughput = {:.0}% of nginx's",
+                "{} max throughput = {:.0}% of nginx's (round by round: {})",
                 t.name,
-                100.0 * rps / maxes[1]
+                100.0 * maxes[i] / maxes[1],
+                per_round.join(" ")
             );
         }
     }

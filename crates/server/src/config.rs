@@ -61,6 +61,9 @@ pub struct Config {
     /// How many instances share the limits (`KEYPLANE_INSTANCES`, default 1): while Redis is
     /// unreachable each instance enforces `limit / instances`.
     pub instances: u32,
+    /// Serving threads (`KEYPLANE_WORKERS`, default one per core), each with its own
+    /// single-threaded runtime; see `workers.rs`.
+    pub workers: usize,
 }
 
 /// An OpenAI-compatible provider the gateway forwards to.
@@ -146,6 +149,7 @@ struct FileConfig {
     redis_prefix: Option<String>,
     redis_timeout_ms: Option<u64>,
     instances: Option<u32>,
+    workers: Option<usize>,
     #[serde(default)]
     upstreams: Vec<FileUpstream>,
     #[serde(default)]
@@ -322,6 +326,14 @@ impl Config {
                 "instances (KEYPLANE_INSTANCES) must be at least 1".into(),
             ));
         }
+        let workers = number_from_env::<usize>("KEYPLANE_WORKERS")?
+            .or(file.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if workers == 0 || workers > 1024 {
+            return Err(ConfigError::Invalid(
+                "workers (KEYPLANE_WORKERS) must be between 1 and 1024".into(),
+            ));
+        }
         let redis_timeout_ms = number_from_env::<u64>("KEYPLANE_REDIS_TIMEOUT_MS")?
             .or(file.redis_timeout_ms)
             .unwrap_or(50);
@@ -343,6 +355,7 @@ impl Config {
             redis_prefix,
             redis_timeout: Duration::from_millis(redis_timeout_ms),
             instances,
+            workers,
             public_url,
             owner_password: secret_from_env("KEYPLANE_OWNER_PASSWORD")?,
             audit_retention_days: file.audit_retention_days,

@@ -7,8 +7,8 @@ use crate::gateway::policy::Policies;
 use crate::gateway::Gateway;
 use crate::keycache::KeyVerifier;
 use crate::state::AppState;
+use crate::workers::Workers;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use keyplane_core::ids::{InviteId, OrgId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind, PlaintextKey};
 use keyplane_core::model::{AuditEvent, KeyOwnerId, NewApiKey, OrgRole, Organization, User};
@@ -261,12 +261,6 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     let state = state(config.clone(), store.clone())?;
-    // Without TCP_NODELAY, small SSE chunks wait for delayed ACKs (~40 ms each).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
 
     let verifier = state.verifier.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -355,12 +349,20 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
 
     tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
     let app = crate::router::build(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let mut workers = Workers::start(config.workers, app, local)?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => workers.hand(tcp, remote),
+                Err(e) => accept_failed(e).await,
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    workers.drain().await;
     tracing::info!("shutting down: flushing pending writes");
     let _ = stop_tx.send(true);
     let _ = flusher.await;
@@ -375,7 +377,23 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     store.db().close().await;
+    // The workers' runtimes drive the database connections they opened: they end last.
+    let _ = tokio::task::spawn_blocking(move || workers.exit()).await;
     Ok(())
+}
+
+/// An accept that failed: a connection reset before it was accepted is skipped; anything else
+/// (out of file descriptors) waits a second before accepting again, as axum's own loop does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 async fn shutdown_signal() {

@@ -1,16 +1,55 @@
-//! Usage metering off the request path: requests send a [`UsageRow`] down a channel; one task
-//! merges rows per minute, project, key and model and writes them in a batch every second (and
-//! once more at shutdown). Rows that cannot be written stay buffered and are retried.
+//! Usage metering off the request path: each request merges its [`UsageRow`] into an in-memory
+//! tally per minute, family, project, key and model (no channel, no task to wake); one task
+//! takes the tally every second (and once more at shutdown) and writes it in a batch. Rows that
+//! cannot be written go back into the tally and are retried.
 //! The meter also keeps each project's month-to-date spend in memory for spend limits.
 
 use keyplane_core::ports::UsageStore;
 use keyplane_core::usage::UsageRow;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-type RowKey = (i64, String, String, String, String);
+/// Rows by a hash of what identifies them (minute, family, project, key, model), so a request's
+/// row is merged without building an owned key; rows whose hashes collide share the bucket.
+#[derive(Default)]
+struct Tally {
+    buckets: HashMap<u64, Vec<UsageRow>>,
+    rows: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Tally {
+    fn merge(&mut self, row: UsageRow) {
+        let h = self.hasher.hash_one((
+            row.minute,
+            &row.family,
+            &row.project_id,
+            &row.api_key_id,
+            &row.model,
+        ));
+        let bucket = self.buckets.entry(h).or_default();
+        match bucket.iter_mut().find(|r| {
+            r.minute == row.minute
+                && r.api_key_id == row.api_key_id
+                && r.model == row.model
+                && r.family == row.family
+                && r.project_id == row.project_id
+        }) {
+            Some(existing) => existing.absorb(&row),
+            None => {
+                bucket.push(row);
+                self.rows += 1;
+            }
+        }
+    }
+
+    fn take(&mut self) -> Vec<UsageRow> {
+        self.rows = 0;
+        self.buckets.drain().flat_map(|(_, rows)| rows).collect()
+    }
+}
 
 /// Month-to-date spend per project, in nano-USD.
 #[derive(Default)]
@@ -20,8 +59,7 @@ struct Spend {
 }
 
 pub struct Meter {
-    tx: mpsc::UnboundedSender<UsageRow>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<UsageRow>>>,
+    pending: Mutex<Tally>,
     store: Arc<dyn UsageStore>,
     spend: Mutex<Spend>,
     /// Background spend refreshes run one at a time: a hundred projects going stale together
@@ -36,17 +74,16 @@ const MAX_BUFFERED_ROWS: usize = 1_000_000;
 
 impl Meter {
     pub fn new(store: Arc<dyn UsageStore>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
         Self {
-            tx,
-            rx: Mutex::new(Some(rx)),
+            pending: Mutex::new(Tally::default()),
             store,
             spend: Mutex::new(Spend::default()),
             refreshing: tokio::sync::Semaphore::new(1),
         }
     }
 
-    /// Records one request's usage (a channel send) and adds its cost to the project's spend.
+    /// Records one request's usage (merged into the tally) and adds its cost to the project's
+    /// spend.
     pub fn record(&self, row: UsageRow) {
         if row.cost_nano_usd != 0 {
             if let Ok(mut spend) = self.spend.lock() {
@@ -55,7 +92,9 @@ impl Meter {
                 }
             }
         }
-        let _ = self.tx.send(row);
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.merge(row);
+        }
     }
 
     /// The project's spend since `month_start` (nano-USD), from memory once known. A figure
@@ -116,75 +155,61 @@ impl Meter {
         }
     }
 
-    /// The flush loop: runs until `stop` fires and the channel is drained.
+    /// The flush loop: writes the tally every second until `stop` fires, then once more.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
-            return;
-        };
-        let mut pending: HashMap<RowKey, UsageRow> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                Some(row) = rx.recv() => merge(&mut pending, row),
-                _ = tick.tick() => self.flush(&mut pending).await,
+                _ = tick.tick() => {
+                    self.flush().await;
+                }
                 _ = stop.changed() => break,
             }
         }
-        // Shutdown: take what is already queued, then write it all.
-        while let Ok(row) = rx.try_recv() {
-            merge(&mut pending, row);
-        }
+        // Shutdown: requests have finished; write what they left.
         for _ in 0..3 {
-            self.flush(&mut pending).await;
-            if pending.is_empty() {
-                break;
+            if self.flush().await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if !pending.is_empty() {
-            tracing::error!(
-                rows = pending.len(),
-                "usage rows could not be written at shutdown"
-            );
+        let left = self.pending.lock().map(|p| p.rows).unwrap_or(0);
+        if left > 0 {
+            tracing::error!(rows = left, "usage rows could not be written at shutdown");
         }
     }
 
-    async fn flush(&self, pending: &mut HashMap<RowKey, UsageRow>) {
-        if pending.is_empty() {
-            return;
+    /// Writes the tally; on failure its rows go back for the next attempt. True when nothing
+    /// is left pending.
+    async fn flush(&self) -> bool {
+        let rows = match self.pending.lock() {
+            Ok(mut p) if p.rows > 0 => p.take(),
+            _ => return true,
+        };
+        let Err(e) = self.store.add_usage(&rows).await else {
+            return true;
+        };
+        tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        for row in rows {
+            pending.merge(row);
         }
-        let rows: Vec<UsageRow> = pending.values().cloned().collect();
-        match self.store.add_usage(&rows).await {
-            Ok(()) => pending.clear(),
-            Err(e) => {
-                tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
-                if pending.len() > MAX_BUFFERED_ROWS {
-                    tracing::error!(
-                        rows = pending.len(),
-                        "usage buffer full; dropping the oldest minute"
-                    );
-                    if let Some(oldest) = pending.keys().map(|k| k.0).min() {
-                        pending.retain(|k, _| k.0 != oldest);
-                    }
-                }
+        if pending.rows > MAX_BUFFERED_ROWS {
+            tracing::error!(
+                rows = pending.rows,
+                "usage buffer full; dropping the oldest minute"
+            );
+            let mut rows = pending.take();
+            if let Some(oldest) = rows.iter().map(|r| r.minute).min() {
+                rows.retain(|r| r.minute != oldest);
+            }
+            for row in rows {
+                pending.merge(row);
             }
         }
-    }
-}
-
-fn merge(pending: &mut HashMap<RowKey, UsageRow>, row: UsageRow) {
-    let key = (
-        row.minute,
-        row.family.clone(),
-        row.project_id.clone(),
-        row.api_key_id.clone(),
-        row.model.clone(),
-    );
-    match pending.get_mut(&key) {
-        Some(existing) => existing.absorb(&row),
-        None => {
-            pending.insert(key, row);
-        }
+        false
     }
 }
 
@@ -220,6 +245,88 @@ mod spend_tests {
             }
             Ok(self.figure.load(Ordering::SeqCst))
         }
+    }
+
+    fn row(minute: i64, key: &str, model: &str, requests: i64) -> UsageRow {
+        UsageRow {
+            minute,
+            family: "completions".into(),
+            project_id: "proj_1".into(),
+            api_key_id: key.into(),
+            model: model.into(),
+            requests,
+            input_tokens: 10 * requests,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_tally_merges_rows_of_one_minute_key_and_model_only() {
+        let mut tally = Tally::default();
+        tally.merge(row(60, "k1", "gpt-4o", 1));
+        tally.merge(row(60, "k1", "gpt-4o", 2));
+        tally.merge(row(60, "k1", "gpt-4o-mini", 1));
+        tally.merge(row(60, "k2", "gpt-4o", 1));
+        tally.merge(row(120, "k1", "gpt-4o", 4));
+        assert_eq!(tally.rows, 4);
+        let mut rows: Vec<(i64, String, String, i64, i64)> = tally
+            .take()
+            .into_iter()
+            .map(|r| (r.minute, r.api_key_id, r.model, r.requests, r.input_tokens))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                (60, "k1".into(), "gpt-4o".into(), 3, 30),
+                (60, "k1".into(), "gpt-4o-mini".into(), 1, 10),
+                (60, "k2".into(), "gpt-4o".into(), 1, 10),
+                (120, "k1".into(), "gpt-4o".into(), 4, 40),
+            ]
+        );
+        assert_eq!(tally.rows, 0);
+        assert!(tally.take().is_empty());
+    }
+
+    /// A usage store that fails its first `fail` writes and keeps what it was given.
+    #[derive(Default)]
+    struct FlakyUsage {
+        fail: AtomicUsize,
+        written: std::sync::Mutex<Vec<UsageRow>>,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for FlakyUsage {
+        async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                self.fail.fetch_sub(1, Ordering::SeqCst);
+                return Err(keyplane_core::ports::StoreError::Unavailable("down".into()));
+            }
+            self.written.lock().unwrap().extend_from_slice(rows);
+            Ok(())
+        }
+        async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
+            Ok(Vec::new())
+        }
+        async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_of_a_failed_flush_are_kept_and_merged_with_newer_ones() {
+        let store = Arc::new(FlakyUsage::default());
+        store.fail.store(1, Ordering::SeqCst);
+        let meter = Meter::new(store.clone());
+        meter.record(row(60, "k1", "gpt-4o", 1));
+        assert!(!meter.flush().await, "the database refused the rows");
+        meter.record(row(60, "k1", "gpt-4o", 2));
+        assert!(meter.flush().await);
+        let written = store.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].requests, written[0].input_tokens), (3, 30));
+        assert!(meter.flush().await, "nothing left");
+        assert_eq!(store.written.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

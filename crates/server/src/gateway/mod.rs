@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod limiter;
 pub mod metering;
 pub mod policy;
+pub mod upstream;
 pub mod usage;
 
 use crate::auth::Caller;
@@ -34,14 +35,19 @@ use serde_json::Value;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use upstream::{SendError, UpstreamClient};
 use usage::{SseObserver, Usage};
 
 use crate::state::AppState;
 
 /// The gateway's shared parts.
 pub struct Gateway {
-    client: reqwest::Client,
+    /// One upstream client per serving thread (see `workers.rs`), so an upstream connection is
+    /// driven by the thread whose requests use it; the last serves every other thread.
+    clients: Vec<UpstreamClient>,
     upstreams: Arc<Vec<Upstream>>,
+    /// Each upstream's `authorization` header, built once.
+    upstream_auth: Vec<Option<HeaderValue>>,
     pub limiter: Limiter,
     pub policies: Arc<Policies>,
     pub meter: Arc<Meter>,
@@ -56,12 +62,20 @@ impl Gateway {
         policies: Arc<Policies>,
         meter: Arc<Meter>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.upstream_connect_timeout)
-            .read_timeout(config.upstream_timeout)
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .build()?;
+        let clients = (0..=config.workers)
+            .map(|_| UpstreamClient::new(config.upstream_connect_timeout, config.upstream_timeout))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let upstream_auth = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let key = u.api_key.as_ref()?;
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            })
+            .collect();
         let cluster = match &config.redis_url {
             Some(url) => Some(Arc::new(ClusterCounters::new(
                 url,
@@ -72,7 +86,8 @@ impl Gateway {
             None => None,
         };
         Ok(Self {
-            client,
+            clients,
+            upstream_auth,
             upstreams: Arc::new(config.upstreams.clone()),
             limiter: Limiter::new(),
             policies,
@@ -117,10 +132,18 @@ impl Gateway {
         self.meter.month_spend(project, month_start).await
     }
 
-    fn upstream_for(&self, model: Option<&str>) -> Option<&Upstream> {
+    /// The upstream client of the serving thread this runs on.
+    fn client(&self) -> &UpstreamClient {
+        let last = self.clients.len() - 1;
+        let i = crate::workers::current().map_or(last, |w| w.min(last));
+        &self.clients[i]
+    }
+
+    /// The upstream that serves `model` (the last one without a model), by index.
+    fn upstream_for(&self, model: Option<&str>) -> Option<usize> {
         match model {
-            Some(m) => self.upstreams.iter().find(|u| u.serves(m)),
-            None => self.upstreams.last(),
+            Some(m) => self.upstreams.iter().position(|u| u.serves(m)),
+            None => self.upstreams.len().checked_sub(1),
         }
     }
 }
@@ -216,12 +239,26 @@ fn with_include_usage(body: &Bytes) -> Result<Bytes, ApiError> {
 /// the URL is normalized (`/v1/../admin`): such paths are refused, never forwarded.
 fn escapes_base(path: &str) -> bool {
     path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-        lower == "."
-            || lower == ".."
-            || lower.contains('\\')
-            || lower.contains("%2f")
-            || lower.contains("%5c")
+        let bytes = segment.as_bytes();
+        // A segment of dots only, each written `.` or `%2e`.
+        let mut dots = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'.' {
+                i += 1;
+            } else if bytes[i..].len() >= 3 && bytes[i..i + 3].eq_ignore_ascii_case(b"%2e") {
+                i += 3;
+            } else {
+                break;
+            }
+            dots += 1;
+        }
+        let dot_segment = i == bytes.len() && (dots == 1 || dots == 2);
+        dot_segment
+            || segment.contains('\\')
+            || bytes
+                .windows(3)
+                .any(|w| w.eq_ignore_ascii_case(b"%2f") || w.eq_ignore_ascii_case(b"%5c"))
     })
 }
 
@@ -443,28 +480,44 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     } else {
         body
     };
-    let upstream = gw
+    let upstream_index = gw
         .upstream_for(facts.model.as_deref())
         .ok_or_else(|| ApiError::Internal("no upstream configured".into()))?;
-    let mut url = format!("{}{}", upstream.url, path);
+    let upstream = &gw.upstreams[upstream_index];
+    let mut url = String::with_capacity(upstream.url.len() + path.len() + 64);
+    url.push_str(&upstream.url);
+    url.push_str(&path);
     if let Some(q) = parts.uri.query() {
         url.push('?');
         url.push_str(q);
     }
-    let mut builder = gw.client.request(parts.method.clone(), &url);
+    let uri: axum::http::Uri = url.parse().map_err(|_| {
+        ApiError::invalid(
+            None,
+            format!(
+                "Invalid URL ({} {}).",
+                parts.method,
+                crate::error::shown(parts.uri.path())
+            ),
+        )
+    })?;
+    let mut outgoing_req = axum::http::Request::new(outgoing);
+    *outgoing_req.method_mut() = parts.method.clone();
+    *outgoing_req.uri_mut() = uri;
+    let out_headers = outgoing_req.headers_mut();
     for (name, value) in parts.headers.iter() {
         if forwardable_request_header(name.as_str()) {
-            builder = builder.header(name, value);
+            out_headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(k) = &upstream.api_key {
-        builder = builder.bearer_auth(k.expose_secret());
+    if let Some(auth) = &gw.upstream_auth[upstream_index] {
+        out_headers.insert(header::AUTHORIZATION, auth.clone());
     }
-    let upstream_resp = builder
-        .body(outgoing)
-        .send()
+    let client = gw.client();
+    let upstream_resp = client
+        .send(outgoing_req)
         .await
-        .map_err(|e| upstream_error(&e, upstream))?;
+        .map_err(|e| upstream_error(e, upstream))?;
 
     let ctx = MeterCtx {
         meter: gw.meter.clone(),
@@ -492,8 +545,9 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
             code: "upstream_auth_failed",
         });
     }
+    let (head, upstream_body) = upstream_resp.into_parts();
     let mut headers = HeaderMap::new();
-    for (name, value) in upstream_resp.headers() {
+    for (name, value) in head.headers.iter() {
         if forwardable_response_header(name.as_str()) {
             headers.append(name.clone(), value.clone());
         }
@@ -501,20 +555,20 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     if let Some(d) = &decision {
         rate_headers(&mut headers, d);
     }
-    let is_sse = upstream_resp
-        .headers()
+    let is_sse = head
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let upstream_json = upstream_resp
-        .headers()
+    let upstream_json = head
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
 
     if is_sse {
         let stream = MeteredStream::new(
-            Box::pin(upstream_resp.bytes_stream()),
+            client.stream(upstream_body),
             SseObserver::new(strip_usage),
             ctx,
             status.is_success(),
@@ -525,10 +579,10 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         return Ok(resp);
     }
     if upstream_json {
-        let bytes = upstream_resp
-            .bytes()
+        let bytes = client
+            .read_all(upstream_body)
             .await
-            .map_err(|e| upstream_error(&e, upstream))?;
+            .map_err(|e| upstream_error(e, upstream))?;
         let mut usage = usage::from_body(&bytes);
         if ctx.images > 0 {
             usage.get_or_insert_with(Usage::default);
@@ -541,26 +595,27 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     }
     // Anything else (audio, file contents): stream through, metered as a request.
     ctx.finish(None, status.is_success());
-    let mut resp = Response::new(Body::from_stream(upstream_resp.bytes_stream()));
+    let mut resp = Response::new(Body::from_stream(client.stream(upstream_body)));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
 }
 
-fn upstream_error(e: &reqwest::Error, upstream: &Upstream) -> ApiError {
-    if e.is_timeout() {
-        ApiError::GatewayTimeout(format!(
+fn upstream_error(e: SendError, upstream: &Upstream) -> ApiError {
+    match e {
+        SendError::Timeout => ApiError::GatewayTimeout(format!(
             "The upstream provider '{}' did not answer in time.",
             upstream.name
-        ))
-    } else {
-        tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
-        ApiError::BadGateway {
-            message: format!(
-                "The upstream provider '{}' could not be reached. Please retry shortly.",
-                upstream.name
-            ),
-            code: "upstream_unreachable",
+        )),
+        SendError::Failed(cause) => {
+            tracing::warn!(upstream = %upstream.name, error = %cause, "upstream request failed");
+            ApiError::BadGateway {
+                message: format!(
+                    "The upstream provider '{}' could not be reached. Please retry shortly.",
+                    upstream.name
+                ),
+                code: "upstream_unreachable",
+            }
         }
     }
 }
@@ -661,7 +716,7 @@ impl MeterCtx {
 /// nothing more came (or [`COALESCE_LIMIT`] bytes are held). An upstream that sends events
 /// slowly sees each passed on after those few turns of the scheduler.
 struct MeteredStream {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    inner: upstream::IdleLimited,
     observer: SseObserver,
     ctx: Option<MeterCtx>,
     ok: bool,
@@ -679,12 +734,7 @@ const HANDOVER_YIELDS: u8 = 2;
 const COALESCE_LIMIT: usize = 16 * 1024;
 
 impl MeteredStream {
-    fn new(
-        inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-        observer: SseObserver,
-        ctx: MeterCtx,
-        ok: bool,
-    ) -> Self {
+    fn new(inner: upstream::IdleLimited, observer: SseObserver, ctx: MeterCtx, ok: bool) -> Self {
         Self {
             inner,
             observer,
@@ -733,7 +783,7 @@ impl Stream for MeteredStream {
                 Poll::Ready(Some(Err(e))) => {
                     self.done = true;
                     self.settle();
-                    self.failed = Some(std::io::Error::other(e));
+                    self.failed = Some(e);
                 }
                 Poll::Ready(None) => {
                     self.done = true;

@@ -1,0 +1,183 @@
+//! The gateway's client for its upstreams: hyper's pooled client over rustls (HTTP/1.1, and
+//! HTTP/2 where the provider offers it), one per serving thread so each upstream connection is
+//! driven by the thread whose requests use it.
+//!
+//! When the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, any case),
+//! reqwest, which honours it (and `NO_PROXY`), sends the requests instead. hyper's own client
+//! costs a third less per request than reqwest's (no URL re-parse, no per-request client
+//! clone), which is why it is the default.
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+type HyperClient =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why a request got no response from the upstream.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing came back within the upstream timeout.
+    Timeout,
+    /// The connection could not be made or broke (the cause, for the log).
+    Failed(String),
+}
+
+pub struct UpstreamClient {
+    inner: Inner,
+    /// The longest the upstream may stay silent: before its response head, and between two
+    /// parts of its body.
+    idle: Duration,
+}
+
+enum Inner {
+    Hyper(Box<HyperClient>),
+    Proxied(reqwest::Client),
+}
+
+/// The proxy variables reqwest reads.
+const PROXY_VARS: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+impl UpstreamClient {
+    pub fn new(connect_timeout: Duration, idle: Duration) -> anyhow::Result<Self> {
+        let proxied = PROXY_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        let inner = if proxied {
+            Inner::Proxied(
+                reqwest::Client::builder()
+                    .connect_timeout(connect_timeout)
+                    .read_timeout(idle)
+                    .pool_max_idle_per_host(1024)
+                    .tcp_nodelay(true)
+                    .build()?,
+            )
+        } else {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(connect_timeout));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(http);
+            Inner::Hyper(Box::new(
+                hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(1024)
+                    .build(https),
+            ))
+        };
+        Ok(Self { inner, idle })
+    }
+
+    /// Sends the request; the response's body is the upstream's, as it arrives.
+    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<Body>, SendError> {
+        match &self.inner {
+            Inner::Hyper(client) => {
+                let sent = client.request(req.map(Full::new));
+                match tokio::time::timeout(self.idle, sent).await {
+                    Err(_) => Err(SendError::Timeout),
+                    Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
+                    Ok(Ok(resp)) => Ok(resp.map(Body::new)),
+                }
+            }
+            Inner::Proxied(client) => {
+                let req = reqwest::Request::try_from(req)
+                    .map_err(|e| SendError::Failed(error_chain(&e)))?;
+                match client.execute(req).await {
+                    Ok(resp) => Ok(Response::from(resp).map(Body::new)),
+                    Err(e) if e.is_timeout() => Err(SendError::Timeout),
+                    Err(e) => Err(SendError::Failed(error_chain(&e))),
+                }
+            }
+        }
+    }
+
+    /// The whole body, or [`SendError::Timeout`] if the upstream stalls for the idle timeout.
+    pub async fn read_all(&self, body: Body) -> Result<Bytes, SendError> {
+        let mut stream = self.stream(body);
+        let mut out = bytes::BytesMut::new();
+        let mut first: Option<Bytes> = None;
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => SendError::Timeout,
+                _ => SendError::Failed(error_chain(&e)),
+            })?;
+            // A body in one part (the usual JSON answer) is passed on without a copy.
+            match first.take() {
+                None if out.is_empty() => first = Some(part),
+                None => out.extend_from_slice(&part),
+                Some(f) => {
+                    out.extend_from_slice(&f);
+                    out.extend_from_slice(&part);
+                }
+            }
+        }
+        Ok(first.unwrap_or_else(|| out.freeze()))
+    }
+
+    /// The body as a stream that fails with `TimedOut` when the upstream stalls.
+    pub fn stream(&self, body: Body) -> IdleLimited {
+        IdleLimited {
+            inner: body.into_data_stream(),
+            idle: self.idle,
+            deadline: Box::pin(tokio::time::sleep(self.idle)),
+        }
+    }
+}
+
+/// A response body that ends in a `TimedOut` error when no part arrives for the idle timeout.
+pub struct IdleLimited {
+    inner: axum::body::BodyDataStream,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Stream for IdleLimited {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(item) => {
+                let next = tokio::time::Instant::now() + self.idle;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the upstream sent nothing for the upstream timeout",
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// An error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

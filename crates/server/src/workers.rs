@@ -1,0 +1,152 @@
+//! Serving threads: one single-threaded runtime per thread, each serving the connections handed
+//! to it, as nginx's worker processes do.
+//!
+//! The main runtime accepts connections and hands them out in turn. A connection's requests,
+//! its upstream connections (each worker has its own upstream client, see
+//! [`current`]) and the tasks they spawn then stay on one thread: no work stealing and no
+//! cross-thread wakeup per request, which on a multi-threaded runtime cost about what a second
+//! thread brings. Background work (metering, reconciliation, the change feed, alerts) stays on
+//! the main runtime.
+//!
+//! A worker's runtime lives until [`Workers::exit`], after the final flushes: database
+//! connections it opened are driven by its reactor, and the main runtime still uses them then.
+
+use axum::serve::{Listener, ListenerExt};
+use axum::Router;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, oneshot, watch};
+
+thread_local! {
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The serving thread this code runs on (`0..n`), or `None` off them (the main runtime, tests).
+pub fn current() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
+
+/// Connections accepted on the main runtime and handed to one worker.
+struct Handed {
+    rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl Listener for Handed {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.rx.recv().await {
+                Some((stream, remote)) => match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => return (stream, remote),
+                    Err(e) => tracing::warn!(error = %e, "cannot take over an accepted connection"),
+                },
+                // No more connections: the graceful-shutdown signal ends the serve loop.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// The running serving threads.
+pub struct Workers {
+    senders: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    next: usize,
+    stop: watch::Sender<bool>,
+    served: Vec<oneshot::Receiver<()>>,
+    exit: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `n` serving threads for `app`.
+    pub fn start(n: usize, app: Router, local: SocketAddr) -> anyhow::Result<Self> {
+        let (stop, _) = watch::channel(false);
+        let (exit, _) = watch::channel(false);
+        let mut workers = Self {
+            senders: Vec::with_capacity(n),
+            next: 0,
+            stop,
+            served: Vec::with_capacity(n),
+            exit,
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (served_tx, served_rx) = oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let app = app.clone();
+            let mut stop = workers.stop.subscribe();
+            let mut exit = workers.exit.subscribe();
+            let thread = std::thread::Builder::new()
+                .name(format!("keyplane-worker-{i}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(Some(i)));
+                    runtime.block_on(async move {
+                        // Without TCP_NODELAY, small SSE chunks wait for delayed ACKs (~40 ms each).
+                        let listener = Handed { rx, local }.tap_io(|tcp| {
+                            if let Err(e) = tcp.set_nodelay(true) {
+                                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                            }
+                        });
+                        let served = axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<SocketAddr>(),
+                        )
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                        if let Err(e) = served {
+                            tracing::error!(error = %e, worker = i, "serving thread failed");
+                        }
+                        let _ = served_tx.send(());
+                        let _ = exit.wait_for(|e| *e).await;
+                    });
+                })?;
+            workers.senders.push(tx);
+            workers.served.push(served_rx);
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    /// Hands an accepted connection to the next worker in turn.
+    pub fn hand(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over an accepted connection");
+                return;
+            }
+        };
+        let i = self.next;
+        self.next = (i + 1) % self.senders.len();
+        let _ = self.senders[i].send((stream, remote));
+    }
+
+    /// Stops accepting and waits until every connection has finished its requests.
+    pub async fn drain(&mut self) {
+        self.senders.clear();
+        self.stop.send_replace(true);
+        for served in self.served.drain(..) {
+            let _ = served.await;
+        }
+    }
+
+    /// Ends the workers' runtimes, once nothing on the main runtime needs their reactors.
+    pub fn exit(self) {
+        self.exit.send_replace(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
