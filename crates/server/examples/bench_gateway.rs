@@ -159,10 +159,18 @@ async fn one(client: &reqwest::Client, t: &Target, key: &str, body: bytes::Bytes
     }
     match req.send().await {
         Ok(r) => {
-            let ok = r.status().is_success();
-            ok && r.bytes().await.is_ok()
+            let status = r.status();
+            if !status.is_success() && std::env::var_os("KEYPLANE_BENCH_LOG").is_some() {
+                eprintln!("{} answered {status}", t.name);
+            }
+            status.is_success() && r.bytes().await.is_ok()
         }
-        Err(_) => false,
+        Err(e) => {
+            if std::env::var_os("KEYPLANE_BENCH_LOG").is_some() {
+                eprintln!("{}: {e}", t.name);
+            }
+            false
+        }
     }
 }
 
@@ -379,7 +387,11 @@ async fn main() {
         .env("KEYPLANE_UPSTREAM_URL", format!("{mock_url}/v1"))
         .env("KEYPLANE_UPSTREAM_API_KEY", "sk-upstream-bench")
         .env("RUST_LOG", "warn")
-        .stderr(Stdio::null());
+        // `KEYPLANE_BENCH_LOG=file`: Keyplane's warnings and errors, to see why requests failed.
+        .stderr(match std::env::var_os("KEYPLANE_BENCH_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        });
         if let Some(n) = &keyplane_workers {
             cmd.env("KEYPLANE_WORKERS", n);
         }

@@ -32,7 +32,7 @@ pub fn build(state: AppState) -> Router {
             let matched = req
                 .extensions()
                 .get::<MatchedPath>()
-                .map(|m| m.as_str().to_owned());
+                .map(MatchedPath::as_str);
             // The URI path may carry ids, never keys (keys travel in headers only).
             tracing::info_span!(
                 "request",

@@ -97,8 +97,8 @@ pub struct Decision {
     pub refused: Option<(LimitKind, Admission, u64)>,
 }
 
-/// Buckets by (project id, catalog model name).
-type BucketMap = HashMap<(String, String), Arc<Mutex<ModelBuckets>>>;
+/// Buckets by project id, then catalog model name (two levels, so a lookup borrows both).
+type BucketMap = HashMap<String, HashMap<String, Arc<Mutex<ModelBuckets>>>>;
 
 #[derive(Default)]
 pub struct Limiter {
@@ -121,15 +121,19 @@ impl Limiter {
     }
 
     fn entry(&self, project: &str, limits: &EffectiveLimits, now: u64) -> Arc<Mutex<ModelBuckets>> {
-        let key = (project.to_owned(), limits.model.clone());
         if let Ok(map) = self.buckets.read() {
-            if let Some(e) = map.get(&key) {
+            if let Some(e) = map.get(project).and_then(|m| m.get(&limits.model)) {
                 return e.clone();
             }
         }
         let fresh = Arc::new(Mutex::new(ModelBuckets::new(limits, now)));
         match self.buckets.write() {
-            Ok(mut map) => map.entry(key).or_insert(fresh).clone(),
+            Ok(mut map) => map
+                .entry(project.to_owned())
+                .or_default()
+                .entry(limits.model.clone())
+                .or_insert(fresh)
+                .clone(),
             Err(_) => fresh,
         }
     }

@@ -621,23 +621,26 @@ fn upstream_error(e: SendError, upstream: &Upstream) -> ApiError {
 }
 
 fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+    let reset = |ms| HeaderValue::try_from(format_reset(ms)).ok();
+    let values = [
+        ("x-ratelimit-limit-requests", Some(d.requests.limit.into())),
+        (
+            "x-ratelimit-remaining-requests",
+            Some(d.requests.remaining.into()),
+        ),
+        ("x-ratelimit-reset-requests", reset(d.requests.reset)),
+        ("x-ratelimit-limit-tokens", Some(d.tokens.limit.into())),
+        (
+            "x-ratelimit-remaining-tokens",
+            Some(d.tokens.remaining.into()),
+        ),
+        ("x-ratelimit-reset-tokens", reset(d.tokens.reset)),
+    ];
+    for (name, value) in values {
+        if let Some(v) = value {
             headers.insert(HeaderName::from_static(name), v);
         }
-    };
-    set("x-ratelimit-limit-requests", d.requests.limit.to_string());
-    set(
-        "x-ratelimit-remaining-requests",
-        d.requests.remaining.to_string(),
-    );
-    set("x-ratelimit-reset-requests", format_reset(d.requests.reset));
-    set("x-ratelimit-limit-tokens", d.tokens.limit.to_string());
-    set(
-        "x-ratelimit-remaining-tokens",
-        d.tokens.remaining.to_string(),
-    );
-    set("x-ratelimit-reset-tokens", format_reset(d.tokens.reset));
+    }
 }
 
 /// Everything needed to settle the rate limiter and meter a request once its usage is known.
