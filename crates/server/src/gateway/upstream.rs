@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -79,6 +79,9 @@ impl UpstreamClient {
                 .wrap_connector(http);
             Inner::Hyper(Box::new(
                 hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    // As reqwest: idle pooled connections are closed after 90 s.
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
                     .pool_max_idle_per_host(1024)
                     .build(https),
             ))
