@@ -7,11 +7,14 @@
 //! target/release/examples/bare_proxy --listen 127.0.0.1:8091 --upstream http://127.0.0.1:8090
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Router;
+use common::arg;
 use std::sync::Arc;
 
 #[global_allocator]
@@ -94,13 +97,6 @@ fn status(code: StatusCode) -> Response {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |n: &str| {
-        args.iter()
-            .position(|a| a == n)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8091".into());
     let upstream = arg("--upstream").unwrap_or_else(|| "http://127.0.0.1:8090".into());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

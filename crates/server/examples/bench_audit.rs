@@ -6,6 +6,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "common/mod.rs"]
+mod common;
+use common::arg;
 use keyplane_core::audit::{AuditCursor, AuditFilter, AuditQuery, TimeRange};
 use keyplane_core::ids::{OrgId, ProjectId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind};
@@ -228,11 +231,7 @@ async fn bench(label: &str, db: Db, n: i64) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let n: i64 = args
-        .iter()
-        .position(|a| a == "--events")
-        .and_then(|i| args.get(i + 1))
+    let n: i64 = arg("--events")
         .map(|s| s.parse().unwrap())
         .unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("kp_bench_audit_{}", std::process::id()));

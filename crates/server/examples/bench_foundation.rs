@@ -5,8 +5,12 @@
 //! cargo run --release -p keyplane-server --example bench_foundation -- \
 //!     [--keys 1000000] [--postgres postgres://postgres@127.0.0.1:5432/postgres]
 //! ```
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "common/mod.rs"]
+mod common;
+use common::arg;
 use keyplane_core::ids::{OrgId, ProjectId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind};
 use keyplane_core::model::{
@@ -208,13 +212,6 @@ async fn bench_backend(label: &str, db: Db, n_keys: i64) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let n_keys: i64 = arg("--keys")
         .map(|s| s.parse().unwrap())
         .unwrap_or(1_000_000);

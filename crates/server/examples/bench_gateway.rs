@@ -14,6 +14,7 @@
 //! limits high enough never to refuse (every check still runs), then for each target runs
 //! open-loop fixed-rate phases and a closed-loop max-throughput phase, non-streaming and
 //! streaming. Latency is measured from the moment each request is sent.
+
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,6 +22,9 @@
     clippy::disallowed_methods
 )]
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg, flag};
 use keyplane_core::ids::{OrgId, ProjectId, UserId};
 use keyplane_core::keys::{KeyHasher, KeyKind};
 use keyplane_core::model::{KeyOwnerId, NewApiKey, OrgRole, Organization, Project, User};
@@ -308,13 +312,6 @@ fn nginx(dir: &Path, port: u16, upstream_port: u16) -> Proc {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |n: &str| {
-        args.iter()
-            .position(|a| a == n)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let secs: u64 = arg("--duration").map(|s| s.parse().unwrap()).unwrap_or(10);
     let rates: Vec<u64> = arg("--rates")
         .unwrap_or_else(|| "1000,5000".into())
@@ -324,12 +321,12 @@ async fn main() {
         .collect();
     // `--modes stream` measures streaming only; `--timeline` prints each phase's p99 per second.
     let modes = arg("--modes").unwrap_or_else(|| "plain,stream".into());
-    let timeline = args.iter().any(|a| a == "--timeline");
+    let timeline = flag("--timeline");
     // `--keyplane-workers N`: Keyplane's serving threads (default: one per core).
     let keyplane_workers = arg("--keyplane-workers");
     // `--keyplane-only`: Keyplane's phases only (soak runs; add `--no-max` to skip the maxima).
-    let no_max = args.iter().any(|a| a == "--no-max");
-    let keyplane_only = args.iter().any(|a| a == "--keyplane-only");
+    let no_max = flag("--no-max");
+    let keyplane_only = flag("--keyplane-only");
     // `--rounds N`: the maxima N times, targets taking turns, reported as medians (on a host
     // whose CPU time is stolen unevenly, one round can favour any target).
     let rounds: usize = arg("--rounds").map(|s| s.parse().unwrap()).unwrap_or(1);

@@ -16,7 +16,6 @@ use std::time::Duration;
 #[derive(Default)]
 struct Tally {
     buckets: HashMap<u64, Vec<UsageRow>>,
-    rows: usize,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -38,16 +37,28 @@ impl Tally {
                 && r.project_id == row.project_id
         }) {
             Some(existing) => existing.absorb(&row),
-            None => {
-                bucket.push(row);
-                self.rows += 1;
-            }
+            None => bucket.push(row),
         }
     }
 
+    /// How many rows are pending (a walk over the buckets: for the failure paths only).
+    fn len(&self) -> usize {
+        self.buckets.values().map(Vec::len).sum()
+    }
+
     fn take(&mut self) -> Vec<UsageRow> {
-        self.rows = 0;
         self.buckets.drain().flat_map(|(_, rows)| rows).collect()
+    }
+
+    /// Drops the rows of the oldest minute pending.
+    fn drop_oldest_minute(&mut self) {
+        let Some(oldest) = self.buckets.values().flatten().map(|r| r.minute).min() else {
+            return;
+        };
+        self.buckets.retain(|_, rows| {
+            rows.retain(|r| r.minute != oldest);
+            !rows.is_empty()
+        });
     }
 }
 
@@ -173,7 +184,7 @@ impl Meter {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let left = self.pending.lock().map(|p| p.rows).unwrap_or(0);
+        let left = self.pending.lock().map(|p| p.len()).unwrap_or(0);
         if left > 0 {
             tracing::error!(rows = left, "usage rows could not be written at shutdown");
         }
@@ -183,7 +194,7 @@ impl Meter {
     /// is left pending.
     async fn flush(&self) -> bool {
         let rows = match self.pending.lock() {
-            Ok(mut p) if p.rows > 0 => p.take(),
+            Ok(mut p) if !p.buckets.is_empty() => p.take(),
             _ => return true,
         };
         let Err(e) = self.store.add_usage(&rows).await else {
@@ -196,18 +207,13 @@ impl Meter {
         for row in rows {
             pending.merge(row);
         }
-        if pending.rows > MAX_BUFFERED_ROWS {
+        let buffered = pending.len();
+        if buffered > MAX_BUFFERED_ROWS {
             tracing::error!(
-                rows = pending.rows,
+                rows = buffered,
                 "usage buffer full; dropping the oldest minute"
             );
-            let mut rows = pending.take();
-            if let Some(oldest) = rows.iter().map(|r| r.minute).min() {
-                rows.retain(|r| r.minute != oldest);
-            }
-            for row in rows {
-                pending.merge(row);
-            }
+            pending.drop_oldest_minute();
         }
         false
     }
@@ -268,7 +274,7 @@ mod spend_tests {
         tally.merge(row(60, "k1", "gpt-4o-mini", 1));
         tally.merge(row(60, "k2", "gpt-4o", 1));
         tally.merge(row(120, "k1", "gpt-4o", 4));
-        assert_eq!(tally.rows, 4);
+        assert_eq!(tally.len(), 4);
         let mut rows: Vec<(i64, String, String, i64, i64)> = tally
             .take()
             .into_iter()
@@ -284,7 +290,7 @@ mod spend_tests {
                 (120, "k1".into(), "gpt-4o".into(), 4, 40),
             ]
         );
-        assert_eq!(tally.rows, 0);
+        assert_eq!(tally.len(), 0);
         assert!(tally.take().is_empty());
     }
 

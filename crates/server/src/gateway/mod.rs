@@ -45,9 +45,7 @@ pub struct Gateway {
     /// One upstream client per serving thread (see `workers.rs`), so an upstream connection is
     /// driven by the thread whose requests use it; the last serves every other thread.
     clients: Vec<UpstreamClient>,
-    upstreams: Arc<Vec<Upstream>>,
-    /// Each upstream's `authorization` header, built once.
-    upstream_auth: Vec<Option<HeaderValue>>,
+    routes: Vec<Route>,
     pub limiter: Limiter,
     pub policies: Arc<Policies>,
     pub meter: Arc<Meter>,
@@ -65,15 +63,17 @@ impl Gateway {
         let clients = (0..=config.workers)
             .map(|_| UpstreamClient::new(config.upstream_connect_timeout, config.upstream_timeout))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let upstream_auth = config
+        let routes = config
             .upstreams
             .iter()
-            .map(|u| {
-                let key = u.api_key.as_ref()?;
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
-                v.set_sensitive(true);
-                Some(v)
+            .map(|u| Route {
+                auth: u.api_key.as_ref().and_then(|key| {
+                    let mut v =
+                        HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
+                    v.set_sensitive(true);
+                    Some(v)
+                }),
+                upstream: u.clone(),
             })
             .collect();
         let cluster = match &config.redis_url {
@@ -87,8 +87,7 @@ impl Gateway {
         };
         Ok(Self {
             clients,
-            upstream_auth,
-            upstreams: Arc::new(config.upstreams.clone()),
+            routes,
             limiter: Limiter::new(),
             policies,
             meter,
@@ -139,13 +138,19 @@ impl Gateway {
         &self.clients[i]
     }
 
-    /// The upstream that serves `model` (the last one without a model), by index.
-    fn upstream_for(&self, model: Option<&str>) -> Option<usize> {
+    /// The upstream that serves `model` (the last one without a model).
+    fn upstream_for(&self, model: Option<&str>) -> Option<&Route> {
         match model {
-            Some(m) => self.upstreams.iter().position(|u| u.serves(m)),
-            None => self.upstreams.len().checked_sub(1),
+            Some(m) => self.routes.iter().find(|r| r.upstream.serves(m)),
+            None => self.routes.last(),
         }
     }
+}
+
+/// An upstream and its `authorization` header, built once.
+struct Route {
+    upstream: Upstream,
+    auth: Option<HeaderValue>,
 }
 
 /// What the gateway reads from a JSON request body. Only these fields are deserialized; the
@@ -329,12 +334,11 @@ pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
 
 async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let gw = &state.gateway;
-    let caller = req
+    let key = req
         .extensions()
         .get::<Caller>()
-        .cloned()
+        .map(|c| c.key.clone())
         .ok_or_else(|| ApiError::Internal("gateway reached without a caller".into()))?;
-    let key = caller.key.clone();
     let project_id = key
         .project_id
         .clone()
@@ -480,10 +484,10 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     } else {
         body
     };
-    let upstream_index = gw
+    let route = gw
         .upstream_for(facts.model.as_deref())
         .ok_or_else(|| ApiError::Internal("no upstream configured".into()))?;
-    let upstream = &gw.upstreams[upstream_index];
+    let upstream = &route.upstream;
     let mut url = String::with_capacity(upstream.url.len() + path.len() + 64);
     url.push_str(&upstream.url);
     url.push_str(&path);
@@ -510,7 +514,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
             out_headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(auth) = &gw.upstream_auth[upstream_index] {
+    if let Some(auth) = &route.auth {
         out_headers.insert(header::AUTHORIZATION, auth.clone());
     }
     let client = gw.client();
@@ -555,16 +559,13 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     if let Some(d) = &decision {
         rate_headers(&mut headers, d);
     }
-    let is_sse = head
+    let content_type = head
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let upstream_json = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+        .unwrap_or("");
+    let is_sse = content_type.starts_with("text/event-stream");
+    let upstream_json = content_type.starts_with("application/json");
 
     if is_sse {
         let stream = MeteredStream::new(

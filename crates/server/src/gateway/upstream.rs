@@ -10,7 +10,7 @@
 use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -113,26 +113,20 @@ impl UpstreamClient {
     }
 
     /// The whole body, or [`SendError::Timeout`] if the upstream stalls for the idle timeout.
+    /// A body in one part (the usual JSON answer) is passed on without a copy.
     pub async fn read_all(&self, body: Body) -> Result<Bytes, SendError> {
-        let mut stream = self.stream(body);
-        let mut out = bytes::BytesMut::new();
-        let mut first: Option<Bytes> = None;
-        while let Some(part) = stream.next().await {
-            let part = part.map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => SendError::Timeout,
-                _ => SendError::Failed(error_chain(&e)),
-            })?;
-            // A body in one part (the usual JSON answer) is passed on without a copy.
-            match first.take() {
-                None if out.is_empty() => first = Some(part),
-                None => out.extend_from_slice(&part),
-                Some(f) => {
-                    out.extend_from_slice(&f);
-                    out.extend_from_slice(&part);
-                }
-            }
-        }
-        Ok(first.unwrap_or_else(|| out.freeze()))
+        let parts: Vec<Bytes> =
+            self.stream(body)
+                .try_collect()
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut => SendError::Timeout,
+                    _ => SendError::Failed(error_chain(&e)),
+                })?;
+        Ok(match <[Bytes; 1]>::try_from(parts) {
+            Ok([one]) => one,
+            Err(parts) => Bytes::from(parts.concat()),
+        })
     }
 
     /// The body as a stream that fails with `TimedOut` when the upstream stalls.
