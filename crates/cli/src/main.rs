@@ -182,6 +182,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keyplane_server::startup::disable_transparent_huge_pages();
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         output::completions(shell, &mut Cli::command());

@@ -127,6 +127,9 @@ pub trait KeyStore: Send + Sync {
     /// The live keys among `ids` (deleted or unknown ids are simply absent), as [`KeyStore::key`]
     /// returns them; for reconciling a cache in batches.
     async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>>;
+    /// Up to `limit` live keys, most recently used first (never-used keys last, newest first);
+    /// for warming a cache at startup.
+    async fn recently_used_keys(&self, limit: u32) -> StoreResult<Vec<ApiKey>>;
 }
 
 /// Tells the other instances sharing this database that something they may have cached

@@ -97,6 +97,8 @@ fn status(code: StatusCode) -> Response {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `keyplane serve` does, so the floor runs on the same memory settings.
+    keyplane_server::startup::disable_transparent_huge_pages();
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8091".into());
     let upstream = arg("--upstream").unwrap_or_else(|| "http://127.0.0.1:8090".into());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

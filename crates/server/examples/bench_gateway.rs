@@ -62,7 +62,19 @@ fn wait_port(port: u16) {
 
 struct Proc(Child);
 impl Drop for Proc {
+    /// SIGTERM first, so nginx's master stops its workers (a killed master leaves them
+    /// running), then SIGKILL after 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

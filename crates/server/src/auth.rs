@@ -78,20 +78,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     match result {
         Ok(key) => {
             tracing::Span::current().record("key_id", key.id.as_str());
-            let ip = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string());
-            let user_agent = req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect::<String>());
-            req.extensions_mut().insert(Caller {
-                key,
-                ip,
-                user_agent,
-            });
+            req.extensions_mut().insert(Verified(key));
             next.run(req).await
         }
         Err(e) => {
@@ -121,7 +108,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 const DRAIN_LIMIT: usize = 1024 * 1024;
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The authenticated caller of a request.
+/// The key a request was authenticated with: the extension [`authenticate`] attaches. The
+/// gateway needs only this; the Admin API's [`Admin`] adds where the request came from.
+#[derive(Clone)]
+pub struct Verified(pub Arc<ApiKey>);
+
+/// The authenticated caller of an Admin API request.
 #[derive(Clone)]
 pub struct Caller {
     pub key: Arc<ApiKey>,
@@ -136,8 +128,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Caller>() {
-            Some(c) if c.key.kind == KeyKind::Admin => Ok(Admin(c.clone())),
+        match parts.extensions.get::<Verified>() {
+            Some(Verified(key)) if key.kind == KeyKind::Admin => {
+                let client = ClientInfo::of(parts);
+                Ok(Admin(Caller {
+                    key: key.clone(),
+                    ip: client.ip,
+                    user_agent: client.user_agent,
+                }))
+            }
             _ => Err(ApiError::Unauthorized(
                 "This route needs an admin key (sk-admin-…).".to_owned(),
             )),
@@ -324,7 +323,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientInfo {
+        Ok(ClientInfo::of(parts))
+    }
+}
+
+impl ClientInfo {
+    fn of(parts: &Parts) -> Self {
+        ClientInfo {
             ip: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -334,7 +339,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(256).collect::<String>()),
-        })
+        }
     }
 }
 

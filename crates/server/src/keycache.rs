@@ -258,6 +258,32 @@ impl KeyVerifier {
         Ok(changed)
     }
 
+    /// Loads up to `limit` of the most recently used keys into the cache, so a restart under
+    /// load does not send every request's first use of a key to the database. Keys already
+    /// cached are kept; if an invalidation happens meanwhile, nothing is inserted (keys then
+    /// load on first use, as they always can). Returns how many keys were added.
+    pub async fn warm(&self, limit: u32) -> Result<usize, keyplane_core::ports::StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let keys = self.store.recently_used_keys(limit).await?;
+        let mut added = 0;
+        // In chunks, yielding between them, like reconciliation.
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            if self.generation.load(Ordering::Acquire) != generation {
+                break;
+            }
+            for key in keys.by_ref().take(RECONCILE_CHUNK) {
+                if !self.cache.contains_key(&key.id) {
+                    self.cache
+                        .insert(key.id.clone(), Cached::new(Arc::new(key), 0));
+                    added += 1;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(added)
+    }
+
     pub fn invalidate(&self, id: &KeyId) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(id);
@@ -316,6 +342,12 @@ mod tests {
             self.reads.fetch_add(1, Ordering::SeqCst);
             Ok((*id == self.key.id).then(|| self.key.clone()))
         }
+        async fn recently_used_keys(&self, limit: u32) -> StoreResult<Vec<ApiKey>> {
+            Ok(vec![self.key.clone()]
+                .into_iter()
+                .take(limit as usize)
+                .collect())
+        }
         async fn list_keys(&self, _: &KeyListFilter, _: &PageRequest) -> StoreResult<Page<ApiKey>> {
             Ok(Page {
                 items: Vec::new(),
@@ -345,8 +377,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_busy_key_is_queued_for_last_used_at_once_per_minute() {
+    /// A verifier over a store holding one project key; the key's plaintext.
+    fn one_key() -> (KeyVerifier, Arc<OneKey>, String, KeyId) {
         let hasher = KeyHasher::new(None);
         let (plain, material) = hasher.generate(KeyKind::Project);
         let store = Arc::new(OneKey {
@@ -379,10 +411,30 @@ mod tests {
             100,
             std::time::Duration::from_secs(600),
         );
+        (verifier, store, plain.expose().to_owned(), material.id)
+    }
+
+    #[tokio::test]
+    async fn a_warmed_cache_verifies_without_reading_the_store() {
+        let (verifier, store, plain, _) = one_key();
+        assert_eq!(verifier.warm(10).await.unwrap(), 1);
+        verifier.verify(&plain, 1_000_000).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+        // Warming again adds nothing; an empty limit loads nothing.
+        assert_eq!(verifier.warm(10).await.unwrap(), 0);
+        let (cold, cold_store, plain, _) = one_key();
+        assert_eq!(cold.warm(0).await.unwrap(), 0);
+        cold.verify(&plain, 1_000_000).await.unwrap();
+        assert_eq!(cold_store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_key_is_queued_for_last_used_at_once_per_minute() {
+        let (verifier, store, plain, id) = one_key();
         let t = 1_000_000;
         let uses = |at| {
             let verifier = &verifier;
-            let plain = plain.expose().to_owned();
+            let plain = plain.clone();
             async move {
                 for _ in 0..5 {
                     verifier.verify(&plain, at).await.unwrap();
@@ -390,11 +442,11 @@ mod tests {
                 verifier.take_pending_use()
             }
         };
-        assert_eq!(uses(t).await, vec![(material.id.clone(), t)]);
+        assert_eq!(uses(t).await, vec![(id.clone(), t)]);
         assert_eq!(uses(t + LAST_USED_PRECISION - 1).await, vec![]);
         assert_eq!(
             uses(t + LAST_USED_PRECISION).await,
-            vec![(material.id.clone(), t + LAST_USED_PRECISION)]
+            vec![(id.clone(), t + LAST_USED_PRECISION)]
         );
         // Reconciliation that finds the key unchanged keeps its throttle.
         verifier.reconcile(t + LAST_USED_PRECISION).await.unwrap();

@@ -22,6 +22,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Turns transparent huge pages off for this process. mimalloc asks the kernel for them
+/// (`MADV_HUGEPAGE`), and each first touch of a fresh 2 MB page is then zeroed in full on the
+/// thread that faults: when a burst of connections grows the heap, the serving threads spent
+/// 37% of their time in the kernel's `clear_page` and requests queued for seconds (measured at
+/// 5,000 requests per second, docs/benchmarks.md). Keyplane's heap is small; 4 kB pages cost
+/// it nothing measurable. Call before the runtime starts; the setting is process-wide.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Not fatal: some sandboxes refuse prctl; Keyplane runs as before.
+        eprintln!("keyplane: could not turn off transparent huge pages: {e}");
+    }
+}
+
+/// The most keys loaded into the cache at startup (the most recently used ones).
+const KEY_WARM_LIMIT: u64 = 100_000;
+
 /// How often `last_used_at` updates are written.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -261,6 +278,23 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     let state = state(config.clone(), store.clone())?;
+
+    // Warm the key cache in the background: requests that come first load their key as usual.
+    let warm_limit = u32::try_from(config.key_cache_capacity.min(KEY_WARM_LIMIT)).unwrap_or(0);
+    let verifier = state.verifier.clone();
+    // A read-only task: nothing for shutdown to wait for.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match verifier.warm(warm_limit).await {
+            Ok(keys) => tracing::info!(
+                keys,
+                ms = started.elapsed().as_millis() as u64,
+                "key cache warmed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not warm the key cache"),
+        }
+    });
 
     let verifier = state.verifier.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -251,4 +251,23 @@ impl KeyStore for Store {
         }
         Ok(out)
     }
+
+    async fn recently_used_keys(&self, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        let rows: Vec<KeyRow> = on_pool!(&self.db, pool => {
+            sqlx::query_as(RECENTLY_USED_KEYS.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(db_err)?;
+        to_keys(rows)
+    }
 }
+
+/// `COALESCE`, not `NULLS LAST`: the two databases order NULLs differently.
+static RECENTLY_USED_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{KEY_SELECT} WHERE k.deleted_at IS NULL \
+         ORDER BY COALESCE(k.last_used_at, 0) DESC, k.seq DESC LIMIT $1"
+    )
+});

@@ -43,15 +43,20 @@ impl UsageStore for Store {
             return Ok(());
         }
         // One row per conflict key: PostgreSQL refuses to update a row twice in one statement.
-        let mut merged: std::collections::BTreeMap<(i64, &str, &str, &str, &str), UsageRow> =
-            Default::default();
-        for r in rows {
-            merged
-                .entry((r.minute, &r.family, &r.project_id, &r.api_key_id, &r.model))
-                .and_modify(|m| m.absorb(r))
-                .or_insert_with(|| r.clone());
+        // Rows are sorted by reference and only a key that repeats is copied to be merged (the
+        // metering tally hands over rows that are already distinct).
+        fn conflict_key(r: &UsageRow) -> (i64, &str, &str, &str, &str) {
+            (r.minute, &r.family, &r.project_id, &r.api_key_id, &r.model)
         }
-        let rows: Vec<UsageRow> = merged.into_values().collect();
+        let mut sorted: Vec<&UsageRow> = rows.iter().collect();
+        sorted.sort_unstable_by(|a, b| conflict_key(a).cmp(&conflict_key(b)));
+        let mut rows: Vec<std::borrow::Cow<'_, UsageRow>> = Vec::with_capacity(sorted.len());
+        for r in sorted {
+            match rows.last_mut() {
+                Some(last) if conflict_key(last) == conflict_key(r) => last.to_mut().absorb(r),
+                _ => rows.push(std::borrow::Cow::Borrowed(r)),
+            }
+        }
         // Multi-row upserts: one statement per 500 rows (13 binds each, under SQLite's limit).
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_err)?;

@@ -11,8 +11,67 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// One request's usage, borrowing its ids from the request: merged into the tally without
+/// copying them unless the tally has no row for them yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Use<'a> {
+    /// Start of the minute, Unix seconds.
+    pub minute: i64,
+    pub family: &'a str,
+    pub project_id: &'a str,
+    pub api_key_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub service_account_id: Option<&'a str>,
+    pub model: &'a str,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub images: i64,
+    pub cost_nano_usd: i64,
+}
+
+impl<'a> Use<'a> {
+    /// A stored row seen as a use (rows put back after a failed write).
+    pub fn of(row: &'a UsageRow) -> Self {
+        Use {
+            minute: row.minute,
+            family: &row.family,
+            project_id: &row.project_id,
+            api_key_id: &row.api_key_id,
+            user_id: row.user_id.as_deref(),
+            service_account_id: row.service_account_id.as_deref(),
+            model: &row.model,
+            requests: row.requests,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cached_tokens: row.cached_tokens,
+            images: row.images,
+            cost_nano_usd: row.cost_nano_usd,
+        }
+    }
+
+    fn to_row(self) -> UsageRow {
+        UsageRow {
+            minute: self.minute,
+            family: self.family.to_owned(),
+            project_id: self.project_id.to_owned(),
+            api_key_id: self.api_key_id.to_owned(),
+            user_id: self.user_id.map(str::to_owned),
+            service_account_id: self.service_account_id.map(str::to_owned),
+            model: self.model.to_owned(),
+            requests: self.requests,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_tokens: self.cached_tokens,
+            images: self.images,
+            cost_nano_usd: self.cost_nano_usd,
+        }
+    }
+}
+
 /// Rows by a hash of what identifies them (minute, family, project, key, model), so a request's
-/// row is merged without building an owned key; rows whose hashes collide share the bucket.
+/// use is merged without building an owned key; rows whose hashes collide share the bucket.
 #[derive(Default)]
 struct Tally {
     buckets: HashMap<u64, Vec<UsageRow>>,
@@ -20,24 +79,27 @@ struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, row: UsageRow) {
-        let h = self.hasher.hash_one((
-            row.minute,
-            &row.family,
-            &row.project_id,
-            &row.api_key_id,
-            &row.model,
-        ));
+    fn merge(&mut self, u: Use<'_>) {
+        let h = self
+            .hasher
+            .hash_one((u.minute, u.family, u.project_id, u.api_key_id, u.model));
         let bucket = self.buckets.entry(h).or_default();
         match bucket.iter_mut().find(|r| {
-            r.minute == row.minute
-                && r.api_key_id == row.api_key_id
-                && r.model == row.model
-                && r.family == row.family
-                && r.project_id == row.project_id
+            r.minute == u.minute
+                && r.api_key_id == u.api_key_id
+                && r.model == u.model
+                && r.family == u.family
+                && r.project_id == u.project_id
         }) {
-            Some(existing) => existing.absorb(&row),
-            None => bucket.push(row),
+            Some(r) => {
+                r.requests += u.requests;
+                r.input_tokens += u.input_tokens;
+                r.output_tokens += u.output_tokens;
+                r.cached_tokens += u.cached_tokens;
+                r.images += u.images;
+                r.cost_nano_usd += u.cost_nano_usd;
+            }
+            None => bucket.push(u.to_row()),
         }
     }
 
@@ -95,16 +157,16 @@ impl Meter {
 
     /// Records one request's usage (merged into the tally) and adds its cost to the project's
     /// spend.
-    pub fn record(&self, row: UsageRow) {
-        if row.cost_nano_usd != 0 {
+    pub fn record(&self, u: Use<'_>) {
+        if u.cost_nano_usd != 0 {
             if let Ok(mut spend) = self.spend.lock() {
-                if let Some((nano, _)) = spend.loaded.get_mut(&row.project_id) {
-                    *nano += row.cost_nano_usd;
+                if let Some((nano, _)) = spend.loaded.get_mut(u.project_id) {
+                    *nano += u.cost_nano_usd;
                 }
             }
         }
         if let Ok(mut pending) = self.pending.lock() {
-            pending.merge(row);
+            pending.merge(u);
         }
     }
 
@@ -204,8 +266,8 @@ impl Meter {
         let Ok(mut pending) = self.pending.lock() else {
             return false;
         };
-        for row in rows {
-            pending.merge(row);
+        for row in &rows {
+            pending.merge(Use::of(row));
         }
         let buffered = pending.len();
         if buffered > MAX_BUFFERED_ROWS {
@@ -269,11 +331,11 @@ mod spend_tests {
     #[test]
     fn the_tally_merges_rows_of_one_minute_key_and_model_only() {
         let mut tally = Tally::default();
-        tally.merge(row(60, "k1", "gpt-4o", 1));
-        tally.merge(row(60, "k1", "gpt-4o", 2));
-        tally.merge(row(60, "k1", "gpt-4o-mini", 1));
-        tally.merge(row(60, "k2", "gpt-4o", 1));
-        tally.merge(row(120, "k1", "gpt-4o", 4));
+        tally.merge(Use::of(&row(60, "k1", "gpt-4o", 1)));
+        tally.merge(Use::of(&row(60, "k1", "gpt-4o", 2)));
+        tally.merge(Use::of(&row(60, "k1", "gpt-4o-mini", 1)));
+        tally.merge(Use::of(&row(60, "k2", "gpt-4o", 1)));
+        tally.merge(Use::of(&row(120, "k1", "gpt-4o", 4)));
         assert_eq!(tally.len(), 4);
         let mut rows: Vec<(i64, String, String, i64, i64)> = tally
             .take()
@@ -324,9 +386,9 @@ mod spend_tests {
         let store = Arc::new(FlakyUsage::default());
         store.fail.store(1, Ordering::SeqCst);
         let meter = Meter::new(store.clone());
-        meter.record(row(60, "k1", "gpt-4o", 1));
+        meter.record(Use::of(&row(60, "k1", "gpt-4o", 1)));
         assert!(!meter.flush().await, "the database refused the rows");
-        meter.record(row(60, "k1", "gpt-4o", 2));
+        meter.record(Use::of(&row(60, "k1", "gpt-4o", 2)));
         assert!(meter.flush().await);
         let written = store.written.lock().unwrap().clone();
         assert_eq!(written.len(), 1);

@@ -10,7 +10,7 @@ pub mod policy;
 pub mod upstream;
 pub mod usage;
 
-use crate::auth::Caller;
+use crate::auth::Verified;
 use crate::config::{Config, Upstream};
 use crate::error::ApiError;
 use axum::body::Body;
@@ -26,7 +26,6 @@ use keyplane_core::ids::ProjectId;
 use keyplane_core::model::{ApiKey, KeyOwnerId};
 use keyplane_core::policy::EffectiveLimits;
 use keyplane_core::ratelimit::{format_reset, retry_after_secs};
-use keyplane_core::usage::UsageRow;
 use limiter::{Decision, Limiter};
 use metering::Meter;
 use policy::Policies;
@@ -336,8 +335,8 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     let gw = &state.gateway;
     let key = req
         .extensions()
-        .get::<Caller>()
-        .map(|c| c.key.clone())
+        .get::<Verified>()
+        .map(|v| v.0.clone())
         .ok_or_else(|| ApiError::Internal("gateway reached without a caller".into()))?;
     let project_id = key
         .project_id
@@ -348,16 +347,15 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .uri
         .path()
         .strip_prefix("/v1")
-        .unwrap_or(parts.uri.path())
-        .to_owned();
-    if escapes_base(&path) {
+        .unwrap_or(parts.uri.path());
+    if escapes_base(path) {
         return Err(ApiError::NotFound(format!(
             "Invalid URL ({} {}).",
             parts.method,
             crate::error::shown(parts.uri.path())
         )));
     }
-    let endpoint = endpoints::classify(parts.method.as_str(), &path);
+    let endpoint = endpoints::classify(parts.method.as_str(), path);
     // Read the body before any refusal: answering before it arrived would cost the client its
     // kept-alive connection.
     let body = axum::body::to_bytes(body, gw.max_body)
@@ -490,7 +488,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     let upstream = &route.upstream;
     let mut url = String::with_capacity(upstream.url.len() + path.len() + 64);
     url.push_str(&upstream.url);
-    url.push_str(&path);
+    url.push_str(path);
     if let Some(q) = parts.uri.query() {
         url.push('?');
         url.push_str(q);
@@ -525,10 +523,10 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
 
     let ctx = MeterCtx {
         meter: gw.meter.clone(),
-        project_id: project_id.clone(),
-        key: key.clone(),
+        project_id,
+        key,
         family: endpoint.family,
-        model: facts.model.clone().unwrap_or_default(),
+        model: facts.model.unwrap_or_default(),
         governed: model,
         state: state.clone(),
         reserved,
@@ -690,17 +688,17 @@ impl MeterCtx {
             );
         }
         let (user_id, service_account_id) = match &self.key.owner.id {
-            KeyOwnerId::User(u) => (Some(u.to_string()), None),
-            KeyOwnerId::ServiceAccount(s) => (None, Some(s.to_string())),
+            KeyOwnerId::User(u) => (Some(u.as_str()), None),
+            KeyOwnerId::ServiceAccount(s) => (None, Some(s.as_str())),
         };
-        self.meter.record(UsageRow {
+        self.meter.record(metering::Use {
             minute: now - now.rem_euclid(60),
-            family: self.family.as_str().to_owned(),
-            project_id: self.project_id.to_string(),
-            api_key_id: self.key.id.to_string(),
+            family: self.family.as_str(),
+            project_id: self.project_id.as_str(),
+            api_key_id: self.key.id.as_str(),
             user_id,
             service_account_id,
-            model: self.model,
+            model: &self.model,
             requests: 1,
             input_tokens: u.input as i64,
             output_tokens: u.output as i64,

@@ -506,6 +506,46 @@ async fn keys_by_ids_returns_the_live_keys_among_many() {
 }
 
 #[tokio::test]
+async fn recently_used_keys_come_most_recent_first_then_newest() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let k = new_key(
+                KeyKind::Project,
+                Some(p.id.clone()),
+                KeyOwnerId::User(owner.id.clone()),
+            );
+            store.insert_key(&k, &[]).await.unwrap();
+            ids.push(k.id);
+        }
+        store
+            .record_key_use(&[(ids[0].clone(), 100), (ids[2].clone(), 200)])
+            .await
+            .unwrap();
+        let order = |keys: Vec<keyplane_core::model::ApiKey>| {
+            keys.into_iter().map(|k| k.id).collect::<Vec<_>>()
+        };
+        // Used keys by last use, then never-used ones newest first (the setup's keys after).
+        let all = order(store.recently_used_keys(100).await.unwrap());
+        assert_eq!(all[..3], [ids[2].clone(), ids[0].clone(), ids[1].clone()]);
+        assert_eq!(
+            order(store.recently_used_keys(1).await.unwrap()),
+            [ids[2].clone()]
+        );
+        // Each is what `key` returns; a revoked key is never loaded.
+        let first = store.recently_used_keys(1).await.unwrap();
+        assert_eq!(first, vec![store.key(&ids[2]).await.unwrap().unwrap()]);
+        store.delete_key(&ids[2], 300, &[]).await.unwrap();
+        let all = order(store.recently_used_keys(100).await.unwrap());
+        assert!(!all.contains(&ids[2]));
+        assert_eq!(all[0], ids[0]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_change_feed_pushes_on_postgres_and_is_absent_on_sqlite() {
     use keyplane_core::ports::ChangeFeed;
     on_both(|store| async move {
