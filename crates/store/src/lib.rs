@@ -165,13 +165,25 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(settings.max_connections.min(8))
-                .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options)
-                .await
-                .map_err(ConnectError::Open)?;
-            Ok(Db::Sqlite(pool))
+            // Instances starting together on a new file race to switch it to WAL, which SQLite
+            // refuses at once ("database is locked") instead of waiting: the loser retries.
+            let mut attempt = 0;
+            loop {
+                let opened = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections.min(8))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options.clone())
+                    .await;
+                match opened {
+                    Ok(pool) => return Ok(Db::Sqlite(pool)),
+                    Err(sqlx::Error::Database(e)) if busy(e.as_ref()) && attempt < 10 => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, attempt, "opening raced another instance; retrying");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(ConnectError::Open(e)),
+                }
+            }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(ConnectError::Open)?;
             let pool = PgPoolOptions::new()
@@ -235,6 +247,13 @@ impl Db {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+}
+
+/// SQLITE_BUSY or one of its extended codes: another connection holds the lock.
+fn busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 fn latest(migrator: &sqlx::migrate::Migrator) -> i64 {

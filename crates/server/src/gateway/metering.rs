@@ -11,63 +11,18 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One request's usage, borrowing its ids from the request: merged into the tally without
-/// copying them unless the tally has no row for them yet.
-#[derive(Debug, Clone, Copy, Default)]
+/// One request's usage: its ids borrowed from the request, its minute and counters in
+/// `counts` (whose own ids stay empty). Merged into the tally without copying the ids unless
+/// the tally has no row for them yet.
+#[derive(Debug)]
 pub struct Use<'a> {
-    /// Start of the minute, Unix seconds.
-    pub minute: i64,
     pub family: &'a str,
     pub project_id: &'a str,
     pub api_key_id: &'a str,
     pub user_id: Option<&'a str>,
     pub service_account_id: Option<&'a str>,
     pub model: &'a str,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub images: i64,
-    pub cost_nano_usd: i64,
-}
-
-impl<'a> Use<'a> {
-    /// A stored row seen as a use (rows put back after a failed write).
-    pub fn of(row: &'a UsageRow) -> Self {
-        Use {
-            minute: row.minute,
-            family: &row.family,
-            project_id: &row.project_id,
-            api_key_id: &row.api_key_id,
-            user_id: row.user_id.as_deref(),
-            service_account_id: row.service_account_id.as_deref(),
-            model: &row.model,
-            requests: row.requests,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cached_tokens: row.cached_tokens,
-            images: row.images,
-            cost_nano_usd: row.cost_nano_usd,
-        }
-    }
-
-    fn to_row(self) -> UsageRow {
-        UsageRow {
-            minute: self.minute,
-            family: self.family.to_owned(),
-            project_id: self.project_id.to_owned(),
-            api_key_id: self.api_key_id.to_owned(),
-            user_id: self.user_id.map(str::to_owned),
-            service_account_id: self.service_account_id.map(str::to_owned),
-            model: self.model.to_owned(),
-            requests: self.requests,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cached_tokens: self.cached_tokens,
-            images: self.images,
-            cost_nano_usd: self.cost_nano_usd,
-        }
-    }
+    pub counts: UsageRow,
 }
 
 /// Rows by a hash of what identifies them (minute, family, project, key, model), so a request's
@@ -79,27 +34,56 @@ struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, u: Use<'_>) {
+    /// The bucket of an identity, and where in it the row with that identity is.
+    fn find(
+        &mut self,
+        minute: i64,
+        family: &str,
+        project_id: &str,
+        api_key_id: &str,
+        model: &str,
+    ) -> (&mut Vec<UsageRow>, Option<usize>) {
         let h = self
             .hasher
-            .hash_one((u.minute, u.family, u.project_id, u.api_key_id, u.model));
+            .hash_one((minute, family, project_id, api_key_id, model));
         let bucket = self.buckets.entry(h).or_default();
-        match bucket.iter_mut().find(|r| {
-            r.minute == u.minute
-                && r.api_key_id == u.api_key_id
-                && r.model == u.model
-                && r.family == u.family
-                && r.project_id == u.project_id
-        }) {
-            Some(r) => {
-                r.requests += u.requests;
-                r.input_tokens += u.input_tokens;
-                r.output_tokens += u.output_tokens;
-                r.cached_tokens += u.cached_tokens;
-                r.images += u.images;
-                r.cost_nano_usd += u.cost_nano_usd;
-            }
-            None => bucket.push(u.to_row()),
+        let at = bucket.iter().position(|r| {
+            r.minute == minute
+                && r.api_key_id == api_key_id
+                && r.model == model
+                && r.family == family
+                && r.project_id == project_id
+        });
+        (bucket, at)
+    }
+
+    fn merge(&mut self, u: Use<'_>) {
+        let c = &u.counts;
+        match self.find(c.minute, u.family, u.project_id, u.api_key_id, u.model) {
+            (bucket, Some(i)) => bucket[i].absorb(c),
+            (bucket, None) => bucket.push(UsageRow {
+                family: u.family.to_owned(),
+                project_id: u.project_id.to_owned(),
+                api_key_id: u.api_key_id.to_owned(),
+                user_id: u.user_id.map(str::to_owned),
+                service_account_id: u.service_account_id.map(str::to_owned),
+                model: u.model.to_owned(),
+                ..u.counts
+            }),
+        }
+    }
+
+    /// Merges an owned row (rows put back after a failed write).
+    fn merge_row(&mut self, row: UsageRow) {
+        match self.find(
+            row.minute,
+            &row.family,
+            &row.project_id,
+            &row.api_key_id,
+            &row.model,
+        ) {
+            (bucket, Some(i)) => bucket[i].absorb(&row),
+            (bucket, None) => bucket.push(row),
         }
     }
 
@@ -158,10 +142,10 @@ impl Meter {
     /// Records one request's usage (merged into the tally) and adds its cost to the project's
     /// spend.
     pub fn record(&self, u: Use<'_>) {
-        if u.cost_nano_usd != 0 {
+        if u.counts.cost_nano_usd != 0 {
             if let Ok(mut spend) = self.spend.lock() {
                 if let Some((nano, _)) = spend.loaded.get_mut(u.project_id) {
-                    *nano += u.cost_nano_usd;
+                    *nano += u.counts.cost_nano_usd;
                 }
             }
         }
@@ -266,8 +250,8 @@ impl Meter {
         let Ok(mut pending) = self.pending.lock() else {
             return false;
         };
-        for row in &rows {
-            pending.merge(Use::of(row));
+        for row in rows {
+            pending.merge_row(row);
         }
         let buffered = pending.len();
         if buffered > MAX_BUFFERED_ROWS {
@@ -315,6 +299,19 @@ mod spend_tests {
         }
     }
 
+    /// A request's use with the ids and counters of `row`.
+    fn use_of(row: &UsageRow) -> Use<'_> {
+        Use {
+            family: &row.family,
+            project_id: &row.project_id,
+            api_key_id: &row.api_key_id,
+            user_id: row.user_id.as_deref(),
+            service_account_id: row.service_account_id.as_deref(),
+            model: &row.model,
+            counts: row.clone(),
+        }
+    }
+
     fn row(minute: i64, key: &str, model: &str, requests: i64) -> UsageRow {
         UsageRow {
             minute,
@@ -331,11 +328,11 @@ mod spend_tests {
     #[test]
     fn the_tally_merges_rows_of_one_minute_key_and_model_only() {
         let mut tally = Tally::default();
-        tally.merge(Use::of(&row(60, "k1", "gpt-4o", 1)));
-        tally.merge(Use::of(&row(60, "k1", "gpt-4o", 2)));
-        tally.merge(Use::of(&row(60, "k1", "gpt-4o-mini", 1)));
-        tally.merge(Use::of(&row(60, "k2", "gpt-4o", 1)));
-        tally.merge(Use::of(&row(120, "k1", "gpt-4o", 4)));
+        tally.merge(use_of(&row(60, "k1", "gpt-4o", 1)));
+        tally.merge(use_of(&row(60, "k1", "gpt-4o", 2)));
+        tally.merge(use_of(&row(60, "k1", "gpt-4o-mini", 1)));
+        tally.merge(use_of(&row(60, "k2", "gpt-4o", 1)));
+        tally.merge(use_of(&row(120, "k1", "gpt-4o", 4)));
         assert_eq!(tally.len(), 4);
         let mut rows: Vec<(i64, String, String, i64, i64)> = tally
             .take()
@@ -386,9 +383,9 @@ mod spend_tests {
         let store = Arc::new(FlakyUsage::default());
         store.fail.store(1, Ordering::SeqCst);
         let meter = Meter::new(store.clone());
-        meter.record(Use::of(&row(60, "k1", "gpt-4o", 1)));
+        meter.record(use_of(&row(60, "k1", "gpt-4o", 1)));
         assert!(!meter.flush().await, "the database refused the rows");
-        meter.record(Use::of(&row(60, "k1", "gpt-4o", 2)));
+        meter.record(use_of(&row(60, "k1", "gpt-4o", 2)));
         assert!(meter.flush().await);
         let written = store.written.lock().unwrap().clone();
         assert_eq!(written.len(), 1);

@@ -26,6 +26,7 @@ use keyplane_core::ids::ProjectId;
 use keyplane_core::model::{ApiKey, KeyOwnerId};
 use keyplane_core::policy::EffectiveLimits;
 use keyplane_core::ratelimit::{format_reset, retry_after_secs};
+use keyplane_core::usage::UsageRow;
 use limiter::{Decision, Limiter};
 use metering::Meter;
 use policy::Policies;
@@ -340,7 +341,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .ok_or_else(|| ApiError::Internal("gateway reached without a caller".into()))?;
     let project_id = key
         .project_id
-        .clone()
+        .as_ref()
         .ok_or_else(|| ApiError::Internal("project key without a project".into()))?;
     let (parts, body) = req.into_parts();
     let path = parts
@@ -389,7 +390,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         }
     };
 
-    let policy = gw.policies.get(&project_id).await?;
+    let policy = gw.policies.get(project_id).await?;
     let model = facts
         .model
         .as_deref()
@@ -523,7 +524,6 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
 
     let ctx = MeterCtx {
         meter: gw.meter.clone(),
-        project_id,
         key,
         family: endpoint.family,
         model: facts.model.unwrap_or_default(),
@@ -645,7 +645,7 @@ fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
 /// Everything needed to settle the rate limiter and meter a request once its usage is known.
 struct MeterCtx {
     meter: Arc<Meter>,
-    project_id: ProjectId,
+    /// A project or service-account key: its project is the request's.
     key: Arc<ApiKey>,
     family: endpoints::UsageFamily,
     model: String,
@@ -660,14 +660,12 @@ struct MeterCtx {
 
 impl MeterCtx {
     fn finish(self, usage: Option<Usage>, success: bool) {
+        let project_id = self.key.project_id.as_ref().map_or("", ProjectId::as_str);
         let used = usage.map(|u| u.input + u.output).unwrap_or(0);
         if let Some((_, l)) = &self.governed {
-            self.state.gateway.settle(
-                self.via,
-                self.project_id.as_str(),
-                l,
-                used as i64 - self.reserved as i64,
-            );
+            self.state
+                .gateway
+                .settle(self.via, project_id, l, used as i64 - self.reserved as i64);
         }
         if !success {
             return;
@@ -682,7 +680,7 @@ impl MeterCtx {
         let cost_nano_usd = (cost * keyplane_core::usage::NANO_USD_PER_USD).round() as i64;
         if let Some(c) = &self.state.gateway.cluster {
             c.add_spend(
-                self.project_id.as_str(),
+                project_id,
                 keyplane_core::policy::month_start(now),
                 cost_nano_usd,
             );
@@ -692,19 +690,22 @@ impl MeterCtx {
             KeyOwnerId::ServiceAccount(s) => (None, Some(s.as_str())),
         };
         self.meter.record(metering::Use {
-            minute: now - now.rem_euclid(60),
             family: self.family.as_str(),
-            project_id: self.project_id.as_str(),
+            project_id,
             api_key_id: self.key.id.as_str(),
             user_id,
             service_account_id,
             model: &self.model,
-            requests: 1,
-            input_tokens: u.input as i64,
-            output_tokens: u.output as i64,
-            cached_tokens: u.cached as i64,
-            images: self.images as i64,
-            cost_nano_usd,
+            counts: UsageRow {
+                minute: now - now.rem_euclid(60),
+                requests: 1,
+                input_tokens: u.input as i64,
+                output_tokens: u.output as i64,
+                cached_tokens: u.cached as i64,
+                images: self.images as i64,
+                cost_nano_usd,
+                ..UsageRow::default()
+            },
         });
     }
 }

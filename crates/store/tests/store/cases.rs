@@ -1,6 +1,6 @@
 use crate::harness::on_both;
 use keyplane_core::ids::{OrgId, ProjectId, ServiceAccountId, UserId};
-use keyplane_core::keys::{KeyHasher, KeyKind};
+use keyplane_core::keys::{KeyHasher, KeyId, KeyKind};
 use keyplane_core::model::{
     AuditEvent, KeyOwnerId, KeyUpdate, Name, NewApiKey, OrgRole, Organization, OwnerAccessFilter,
     Project, ServiceAccount, User,
@@ -75,6 +75,21 @@ async fn project(store: &Store, owner: &User) -> Project {
         .await
         .unwrap();
     p
+}
+
+/// `n` project keys of `owner` in `p`, in creation order.
+async fn project_keys(store: &Store, p: &Project, owner: &User, n: usize) -> Vec<KeyId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let k = new_key(
+            KeyKind::Project,
+            Some(p.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        store.insert_key(&k, &[]).await.unwrap();
+        ids.push(k.id);
+    }
+    ids
 }
 
 #[tokio::test]
@@ -190,16 +205,11 @@ async fn pagination_is_stable_while_rows_are_added() {
     on_both(|store| async move {
         let owner = init(&store).await;
         let p = project(&store, &owner).await;
-        let mut ids = Vec::new();
-        for _ in 0..25 {
-            let k = new_key(
-                KeyKind::Project,
-                Some(p.id.clone()),
-                KeyOwnerId::User(owner.id.clone()),
-            );
-            store.insert_key(&k, &[]).await.unwrap();
-            ids.push(k.id.to_string());
-        }
+        let mut ids: Vec<String> = project_keys(&store, &p, &owner, 25)
+            .await
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let filter = KeyListFilter::Project(p.id.clone(), OwnerAccessFilter::Any);
         let mut seen = Vec::new();
         let mut after = None;
@@ -471,16 +481,7 @@ async fn keys_by_ids_returns_the_live_keys_among_many() {
     on_both(|store| async move {
         let owner = init(&store).await;
         let p = project(&store, &owner).await;
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let k = new_key(
-                KeyKind::Project,
-                Some(p.id.clone()),
-                KeyOwnerId::User(owner.id.clone()),
-            );
-            store.insert_key(&k, &[]).await.unwrap();
-            ids.push(k.id);
-        }
+        let ids = project_keys(&store, &p, &owner, 3).await;
         store.delete_key(&ids[1], 20, &[]).await.unwrap();
         // An id that was never stored is simply absent.
         let (_, unknown) = KeyHasher::new(None).generate(KeyKind::Project);
@@ -510,16 +511,7 @@ async fn recently_used_keys_come_most_recent_first_then_newest() {
     on_both(|store| async move {
         let owner = init(&store).await;
         let p = project(&store, &owner).await;
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let k = new_key(
-                KeyKind::Project,
-                Some(p.id.clone()),
-                KeyOwnerId::User(owner.id.clone()),
-            );
-            store.insert_key(&k, &[]).await.unwrap();
-            ids.push(k.id);
-        }
+        let ids = project_keys(&store, &p, &owner, 3).await;
         store
             .record_key_use(&[(ids[0].clone(), 100), (ids[2].clone(), 200)])
             .await
