@@ -171,9 +171,11 @@ impl ApiError {
     }
 }
 
-/// The cause of a 5xx, attached to the response for the logging middleware.
-#[derive(Debug, Clone)]
-pub struct ErrorCause(pub String);
+/// Logs the cause of a 5xx when its response is made (the body stays opaque to the client).
+/// It is logged in the request's span, which names the route and the key.
+pub fn log_server_error(status: StatusCode, cause: &dyn std::fmt::Display) {
+    tracing::error!(status = status.as_u16(), cause = %cause, "request failed");
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -181,9 +183,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: self.body() };
         let mut response = (status, axum::Json(body)).into_response();
         if status.is_server_error() {
-            response
-                .extensions_mut()
-                .insert(ErrorCause(self.to_string()));
+            log_server_error(status, &self);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -8,6 +8,7 @@
 //! cached cannot be verified and is refused with a 503 that says so, never "invalid key".
 
 use crate::error::ApiError;
+use crate::FastHash;
 use keyplane_core::keys::{self, KeyHasher, KeyId, KeyKind};
 use keyplane_core::model::ApiKey;
 use keyplane_core::ports::KeyStore;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 pub struct KeyVerifier {
     hasher: KeyHasher,
     store: Arc<dyn KeyStore>,
-    cache: Cache<KeyId, Arc<Cached>>,
+    cache: Cache<KeyId, Arc<Cached>, FastHash>,
     /// Bumped by every invalidation, so a load that raced with one is not cached.
     generation: AtomicU64,
     /// `last_used_at` updates waiting for the background flush.
@@ -71,7 +72,7 @@ impl KeyVerifier {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .support_invalidation_closures()
-                .build(),
+                .build_with_hasher(FastHash::default()),
             generation: AtomicU64::new(0),
             pending_use: Mutex::new(HashMap::new()),
             confirmed_at: AtomicI64::new(keyplane_core::time::now()),

@@ -18,3 +18,11 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod workers;
+
+/// The hasher of the maps and caches on the request path (keys, policies, limiter buckets,
+/// usage tallies): foldhash, seeded per process, costs a fraction of std's SipHash for the short
+/// ids and model names hashed several times per request.
+pub type FastHash = foldhash::fast::RandomState;
+
+/// A `HashMap` with [`FastHash`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;

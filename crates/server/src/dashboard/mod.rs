@@ -27,7 +27,7 @@ pub mod throttle;
 mod usage;
 
 use crate::auth::ProjectCap;
-use crate::error::{ApiError, ErrorCause};
+use crate::error::{log_server_error, ApiError};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{FromRequest, Request};
@@ -172,11 +172,9 @@ impl IntoResponse for DashError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             message: message_of(&self.0),
         };
-        let mut response = html(status, &page);
+        let response = html(status, &page);
         if status.is_server_error() {
-            response
-                .extensions_mut()
-                .insert(ErrorCause(self.0.to_string()));
+            log_server_error(status, &self.0);
         }
         response
     }
@@ -203,10 +201,11 @@ pub fn html<T: Template>(status: StatusCode, page: &T) -> Response {
             r
         }
         Err(e) => {
-            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response();
-            r.extensions_mut()
-                .insert(ErrorCause(format!("template: {e}")));
-            r
+            log_server_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format_args!("template: {e}"),
+            );
+            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
         }
     }
 }

@@ -1,9 +1,9 @@
 //! In-process rate limiting per project and model: requests and tokens per minute, requests per
 //! day, images per minute. Tokens are reserved before forwarding and settled from real usage.
 
+use crate::FastMap;
 use keyplane_core::policy::EffectiveLimits;
 use keyplane_core::ratelimit::{per_instance, Admission, Bucket};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -98,7 +98,7 @@ pub struct Decision {
 }
 
 /// Buckets by project id, then catalog model name (two levels, so a lookup borrows both).
-type BucketMap = HashMap<String, HashMap<String, Arc<Mutex<ModelBuckets>>>>;
+type BucketMap = FastMap<String, FastMap<String, Arc<Mutex<ModelBuckets>>>>;
 
 #[derive(Default)]
 pub struct Limiter {
@@ -109,7 +109,7 @@ pub struct Limiter {
 impl Limiter {
     pub fn new() -> Self {
         Self {
-            buckets: RwLock::new(HashMap::new()),
+            buckets: RwLock::new(FastMap::default()),
             epoch: Some(Instant::now()),
         }
     }

@@ -4,9 +4,9 @@
 //! cannot be written go back into the tally and are retried.
 //! The meter also keeps each project's month-to-date spend in memory for spend limits.
 
+use crate::{FastHash, FastMap};
 use keyplane_core::ports::UsageStore;
 use keyplane_core::usage::UsageRow;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,37 +29,34 @@ pub struct Use<'a> {
 /// use is merged without building an owned key; rows whose hashes collide share the bucket.
 #[derive(Default)]
 struct Tally {
-    buckets: HashMap<u64, Vec<UsageRow>>,
-    hasher: std::collections::hash_map::RandomState,
+    buckets: FastMap<u64, Vec<UsageRow>>,
+    hasher: FastHash,
 }
 
 impl Tally {
-    /// The bucket of an identity, and where in it the row with that identity is.
+    /// The bucket of an identity, and where in it the row with that identity is. A key
+    /// belongs to one project for life, so the key stands for the project in the identity.
     fn find(
         &mut self,
         minute: i64,
         family: &str,
-        project_id: &str,
         api_key_id: &str,
         model: &str,
     ) -> (&mut Vec<UsageRow>, Option<usize>) {
-        let h = self
-            .hasher
-            .hash_one((minute, family, project_id, api_key_id, model));
+        let h = self.hasher.hash_one((minute, family, api_key_id, model));
         let bucket = self.buckets.entry(h).or_default();
         let at = bucket.iter().position(|r| {
             r.minute == minute
                 && r.api_key_id == api_key_id
                 && r.model == model
                 && r.family == family
-                && r.project_id == project_id
         });
         (bucket, at)
     }
 
     fn merge(&mut self, u: Use<'_>) {
         let c = &u.counts;
-        match self.find(c.minute, u.family, u.project_id, u.api_key_id, u.model) {
+        match self.find(c.minute, u.family, u.api_key_id, u.model) {
             (bucket, Some(i)) => bucket[i].absorb(c),
             (bucket, None) => bucket.push(UsageRow {
                 family: u.family.to_owned(),
@@ -75,13 +72,7 @@ impl Tally {
 
     /// Merges an owned row (rows put back after a failed write).
     fn merge_row(&mut self, row: UsageRow) {
-        match self.find(
-            row.minute,
-            &row.family,
-            &row.project_id,
-            &row.api_key_id,
-            &row.model,
-        ) {
+        match self.find(row.minute, &row.family, &row.api_key_id, &row.model) {
             (bucket, Some(i)) => bucket[i].absorb(&row),
             (bucket, None) => bucket.push(row),
         }
@@ -112,7 +103,7 @@ impl Tally {
 #[derive(Default)]
 struct Spend {
     month_start: i64,
-    loaded: HashMap<String, (i64, std::time::Instant)>,
+    loaded: FastMap<String, (i64, std::time::Instant)>,
 }
 
 pub struct Meter {

@@ -292,6 +292,13 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// Removes every header `keep` refuses, in place: the map is passed on, not copied.
+fn keep_only(headers: &mut HeaderMap, keep: fn(&str) -> bool) {
+    while let Some(name) = headers.keys().find(|n| !keep(n.as_str())).cloned() {
+        headers.remove(&name);
+    }
+}
+
 /// Client headers that must not reach the provider.
 fn forwardable_request_header(name: &str) -> bool {
     !(HOP_BY_HOP.contains(&name)
@@ -343,7 +350,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .project_id
         .as_ref()
         .ok_or_else(|| ApiError::Internal("project key without a project".into()))?;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts
         .uri
         .path()
@@ -507,15 +514,12 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     let mut outgoing_req = axum::http::Request::new(outgoing);
     *outgoing_req.method_mut() = parts.method.clone();
     *outgoing_req.uri_mut() = uri;
-    let out_headers = outgoing_req.headers_mut();
-    for (name, value) in parts.headers.iter() {
-        if forwardable_request_header(name.as_str()) {
-            out_headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut out_headers = std::mem::take(&mut parts.headers);
+    keep_only(&mut out_headers, forwardable_request_header);
     if let Some(auth) = &route.auth {
         out_headers.insert(header::AUTHORIZATION, auth.clone());
     }
+    *outgoing_req.headers_mut() = out_headers;
     let client = gw.client();
     let upstream_resp = client
         .send(outgoing_req)
@@ -548,15 +552,6 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         });
     }
     let (head, upstream_body) = upstream_resp.into_parts();
-    let mut headers = HeaderMap::new();
-    for (name, value) in head.headers.iter() {
-        if forwardable_response_header(name.as_str()) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    if let Some(d) = &decision {
-        rate_headers(&mut headers, d);
-    }
     let content_type = head
         .headers
         .get(header::CONTENT_TYPE)
@@ -564,6 +559,11 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .unwrap_or("");
     let is_sse = content_type.starts_with("text/event-stream");
     let upstream_json = content_type.starts_with("application/json");
+    let mut headers = head.headers;
+    keep_only(&mut headers, forwardable_response_header);
+    if let Some(d) = &decision {
+        rate_headers(&mut headers, d);
+    }
 
     if is_sse {
         let stream = MeteredStream::new(

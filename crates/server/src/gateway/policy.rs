@@ -1,14 +1,14 @@
 //! Per-project policies for the hot path, cached in memory, invalidated synchronously by the
 //! Admin API handlers that change them (and on other instances through [`crate::changes`]).
 
+use crate::FastMap;
 use keyplane_core::catalog::{self, ModelSpec};
 use keyplane_core::ids::ProjectId;
 use keyplane_core::policy::{EffectiveLimits, ModelPermissions, RateLimitOverride, SpendLimit};
 use keyplane_core::ports::{PolicyStore, StoreError};
-use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Default)]
 pub struct ProjectPolicy {
@@ -20,19 +20,26 @@ pub struct ProjectPolicy {
 /// The limiter's name for every model that is neither in the catalog nor overridden.
 pub const OTHER_MODELS: &str = "(other models)";
 
+/// Policies are cached per project in a plain map: one entry per project of the organization,
+/// read on every request, so a read is a shared lock and one lookup (a bounded cache recording
+/// every read for its eviction order cost several times that). Past [`MAX_CACHED`] projects the
+/// map starts over.
 pub struct Policies {
     store: Arc<dyn PolicyStore>,
     models: Arc<Vec<ModelSpec>>,
-    cache: Cache<ProjectId, Arc<ProjectPolicy>>,
+    cache: RwLock<FastMap<ProjectId, Arc<ProjectPolicy>>>,
     generation: AtomicU64,
 }
+
+/// The most projects whose policies are kept in memory.
+const MAX_CACHED: usize = 100_000;
 
 impl Policies {
     pub fn new(store: Arc<dyn PolicyStore>, models: Arc<Vec<ModelSpec>>) -> Self {
         Self {
             store,
             models,
-            cache: Cache::new(100_000),
+            cache: RwLock::new(FastMap::default()),
             generation: AtomicU64::new(0),
         }
     }
@@ -42,29 +49,53 @@ impl Policies {
     }
 
     pub async fn get(&self, project: &ProjectId) -> Result<Arc<ProjectPolicy>, StoreError> {
-        if let Some(p) = self.cache.get(project) {
+        if let Some(p) = self.cached(project) {
             return Ok(p);
         }
         let generation = self.generation.load(Ordering::Acquire);
         let policy = self.load(project).await?;
-        if self.generation.load(Ordering::Acquire) == generation {
-            self.cache.insert(project.clone(), policy.clone());
-        }
+        self.store_if_current(project, &policy, generation, false);
         Ok(policy)
+    }
+
+    fn cached(&self, project: &ProjectId) -> Option<Arc<ProjectPolicy>> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.get(project).cloned()
+    }
+
+    /// Caches a policy read at `generation`, unless an invalidation came since (the read may
+    /// predate the change); `only_replace` leaves a project that is no longer cached out.
+    fn store_if_current(
+        &self,
+        project: &ProjectId,
+        policy: &Arc<ProjectPolicy>,
+        generation: u64,
+        only_replace: bool,
+    ) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that invalidations take too.
+        if self.generation.load(Ordering::Acquire) != generation
+            || (only_replace && !cache.contains_key(project))
+        {
+            return;
+        }
+        if cache.len() >= MAX_CACHED && !cache.contains_key(project) {
+            cache.clear();
+        }
+        cache.insert(project.clone(), policy.clone());
     }
 
     /// Re-reads the policy of every cached project (a change another instance made whose
     /// message was missed). Stops at the first failure, leaving the rest as they were.
     pub async fn reconcile(&self) -> Result<(), StoreError> {
-        let projects: Vec<ProjectId> = self.cache.iter().map(|(p, _)| (*p).clone()).collect();
+        let projects: Vec<ProjectId> = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            cache.keys().cloned().collect()
+        };
         for project in projects {
             let generation = self.generation.load(Ordering::Acquire);
             let policy = self.load(&project).await?;
-            if self.generation.load(Ordering::Acquire) == generation
-                && self.cache.contains_key(&project)
-            {
-                self.cache.insert(project, policy);
-            }
+            self.store_if_current(&project, &policy, generation, true);
         }
         Ok(())
     }
@@ -84,8 +115,9 @@ impl Policies {
     }
 
     pub fn invalidate(&self, project: &ProjectId) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate(project);
+        cache.remove(project);
     }
 
     /// The catalog entry governing `model` (a dated snapshot shares its family's entry) and the
@@ -101,5 +133,116 @@ impl Policies {
             limits.model = OTHER_MODELS.to_owned();
         }
         (spec, limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyplane_core::model::AuditEvent;
+    use keyplane_core::ports::StoreResult;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// A store whose spend limit is whatever `limit` holds when read; counts reads, and can hold
+    /// a read until `release` is notified (to race it with an invalidation).
+    #[derive(Default)]
+    struct Limits {
+        limit: Mutex<i64>,
+        reads: AtomicUsize,
+        hold: std::sync::atomic::AtomicBool,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl PolicyStore for Limits {
+        async fn rate_limit_overrides(&self, _: &ProjectId) -> StoreResult<Vec<RateLimitOverride>> {
+            Ok(Vec::new())
+        }
+        async fn set_rate_limit(
+            &self,
+            _: &ProjectId,
+            _: &RateLimitOverride,
+            _: &[AuditEvent],
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn model_permissions(&self, _: &ProjectId) -> StoreResult<Option<ModelPermissions>> {
+            Ok(None)
+        }
+        async fn set_model_permissions(
+            &self,
+            _: &ProjectId,
+            _: Option<&ModelPermissions>,
+            _: &[AuditEvent],
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn spend_limit(&self, _: &ProjectId) -> StoreResult<Option<SpendLimit>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let threshold_amount = *self.limit.lock().unwrap();
+            if self.hold.swap(false, Ordering::SeqCst) {
+                self.release.notified().await;
+            }
+            Ok(Some(SpendLimit {
+                threshold_amount,
+                currency: "usd".into(),
+                interval: "month".into(),
+            }))
+        }
+        async fn set_spend_limit(
+            &self,
+            _: &ProjectId,
+            _: Option<&SpendLimit>,
+            _: &[AuditEvent],
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    fn limit_of(p: &ProjectPolicy) -> i64 {
+        p.spend_limit.as_ref().map_or(-1, |l| l.threshold_amount)
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_read_once_until_invalidated_and_a_racing_read_is_not_kept() {
+        let store = Arc::new(Limits::default());
+        *store.limit.lock().unwrap() = 100;
+        let policies = Arc::new(Policies::new(store.clone(), Arc::new(Vec::new())));
+        let project = ProjectId::generate();
+
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 100);
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 100);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "the second get is served from memory");
+
+        *store.limit.lock().unwrap() = 200;
+        policies.invalidate(&project);
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 200);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+
+        // A read that began before a change (it saw 200) finishes after the invalidation: it
+        // answers its own request, but is not cached.
+        policies.invalidate(&project);
+        store.hold.store(true, Ordering::SeqCst);
+        let racing = tokio::spawn({
+            let policies = policies.clone();
+            let project = project.clone();
+            async move { limit_of(&policies.get(&project).await.unwrap()) }
+        });
+        while store.reads.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        *store.limit.lock().unwrap() = 300;
+        policies.invalidate(&project);
+        store.release.notify_one();
+        assert_eq!(racing.await.unwrap(), 200);
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 300);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 4);
+
+        // Reconciliation re-reads what is cached.
+        *store.limit.lock().unwrap() = 400;
+        policies.reconcile().await.unwrap();
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 400);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5);
     }
 }
