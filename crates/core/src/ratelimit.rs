@@ -115,24 +115,31 @@ pub fn per_instance(limit: u64, instances: u32) -> u64 {
 
 /// `6m0s`, `1s`, `12ms`: the Go-style durations OpenAI's reset headers use.
 pub fn format_reset(d: Duration) -> String {
+    use std::fmt::Write;
+    // Written into one string with integer arithmetic: this runs twice per gateway response.
+    let mut out = String::with_capacity(16);
     let ms = d.as_millis();
     if ms < 1000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}ms");
+        return out;
     }
-    let total_s = d.as_secs_f64();
-    let hours = (total_s / 3600.0).floor() as u64;
-    let minutes = ((total_s % 3600.0) / 60.0).floor() as u64;
-    let seconds = total_s % 60.0;
-    let sec = if (seconds - seconds.round()).abs() < 0.0005 {
-        format!("{}s", seconds.round() as u64)
-    } else {
-        format!("{}s", format!("{seconds:.3}").trim_end_matches('0'))
-    };
-    match (hours, minutes) {
-        (0, 0) => sec,
-        (0, m) => format!("{m}m{sec}"),
-        (h, m) => format!("{h}h{m}m{sec}"),
+    let ms = (d.as_micros() + 500) / 1000; // to the nearest millisecond
+    let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (seconds, millis) = (ms / 1000 % 60, ms % 1000);
+    if hours > 0 {
+        let _ = write!(out, "{hours}h{minutes}m");
+    } else if minutes > 0 {
+        let _ = write!(out, "{minutes}m");
     }
+    let _ = write!(out, "{seconds}");
+    if millis > 0 {
+        let _ = write!(out, ".{millis:03}");
+        while out.ends_with('0') {
+            out.pop();
+        }
+    }
+    out.push('s');
+    out
 }
 
 /// Whole seconds for `retry-after` (at least 1).
@@ -204,6 +211,13 @@ mod tests {
         assert_eq!(format_reset(Duration::from_secs(360)), "6m0s");
         assert_eq!(format_reset(Duration::from_millis(6500)), "6.5s");
         assert_eq!(format_reset(Duration::from_secs(3 * 3600 + 61)), "3h1m1s");
+        assert_eq!(format_reset(Duration::from_millis(8_640)), "8.64s");
+        assert_eq!(format_reset(Duration::from_micros(1_234_600)), "1.235s");
+        assert_eq!(format_reset(Duration::from_micros(59_999_700)), "1m0s");
+        assert_eq!(
+            format_reset(Duration::from_millis(3_600_000 + 5)),
+            "1h0m0.005s"
+        );
         assert_eq!(retry_after_secs(Duration::from_millis(10)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(6001)), 7);
     }

@@ -213,7 +213,11 @@ mod tests {
 
         assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 100);
         assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 100);
-        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "the second get is served from memory");
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            1,
+            "the second get is served from memory"
+        );
 
         *store.limit.lock().unwrap() = 200;
         policies.invalidate(&project);
