@@ -776,8 +776,8 @@ impl Stream for MeteredStream {
                 }
                 Poll::Pending => return self.release(),
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let out = self.observer.feed(&chunk);
-                    self.held.extend_from_slice(&out);
+                    let this = &mut *self;
+                    this.observer.feed(&chunk, &mut this.held);
                     self.yields = 0;
                     if self.held.len() >= COALESCE_LIMIT {
                         return self.release();
@@ -790,8 +790,8 @@ impl Stream for MeteredStream {
                 }
                 Poll::Ready(None) => {
                     self.done = true;
-                    let rest = self.observer.finish();
-                    self.held.extend_from_slice(&rest);
+                    let this = &mut *self;
+                    this.observer.finish(&mut this.held);
                     self.settle();
                 }
             }

@@ -1,6 +1,7 @@
 //! Reading `usage` out of provider responses, whole or streamed (SSE).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use memchr::memmem;
 use serde::Deserialize;
 
 /// Token counts of one request as the provider reported them.
@@ -86,26 +87,39 @@ impl SseObserver {
         }
     }
 
-    /// Takes the next piece of the upstream stream; returns what to send the client now.
-    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
-        self.buf.extend_from_slice(chunk);
-        let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.buf) {
-            let event = self.buf.split_to(end);
-            if self.keep(&event) {
-                out.extend_from_slice(&event);
-            }
+    /// Takes the next piece of the upstream stream and appends to `out` what to send the
+    /// client now. Whole events are copied once, from the piece straight to `out`; only an
+    /// event split across pieces waits in the observer's buffer.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) {
+        if self.buf.is_empty() {
+            let rest = self.pass_events(chunk, out);
+            self.buf.extend_from_slice(rest);
+        } else {
+            self.buf.extend_from_slice(chunk);
+            let pending = self.buf.split();
+            let rest = self.pass_events(&pending, out);
+            self.buf.extend_from_slice(rest);
         }
-        out.freeze()
     }
 
-    /// The end of the stream: whatever is left (an unterminated last event).
-    pub fn finish(&mut self) -> Bytes {
+    /// Appends the complete events of `data` that are kept to `out`; returns the incomplete
+    /// rest.
+    fn pass_events<'a>(&mut self, mut data: &'a [u8], out: &mut BytesMut) -> &'a [u8] {
+        while let Some(end) = event_end(data) {
+            let (event, rest) = data.split_at(end);
+            if self.keep(event) {
+                out.extend_from_slice(event);
+            }
+            data = rest;
+        }
+        data
+    }
+
+    /// The end of the stream: appends whatever is left (an unterminated last event) to `out`.
+    pub fn finish(&mut self, out: &mut BytesMut) {
         let rest = self.buf.split();
         if !rest.is_empty() && self.keep(&rest) {
-            rest.freeze()
-        } else {
-            Bytes::new()
+            out.extend_from_slice(&rest);
         }
     }
 
@@ -133,8 +147,9 @@ impl SseObserver {
 
 /// Index just past the first blank line (`\n\n` or `\r\n\r\n`).
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = memmem::find(buf, b"\n\n").map(|i| i + 2);
+    // A CRLF blank line ending after the first LF one would not be the first: look before it.
+    let crlf = memmem::find(&buf[..lf.unwrap_or(buf.len())], b"\r\n\r\n").map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -144,19 +159,14 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 /// Whether the event holds `"usage":` followed by an object (not `null`).
 fn has_usage_object(event: &[u8]) -> bool {
     const KEY: &[u8] = b"\"usage\"";
-    let mut rest = event;
-    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
-        rest = &rest[at + KEY.len()..];
-        let value = rest
+    memmem::find_iter(event, KEY).any(|at| {
+        let value = event[at + KEY.len()..]
             .iter()
             .skip_while(|b| b.is_ascii_whitespace())
             .skip(1) // the colon
             .find(|b| !b.is_ascii_whitespace());
-        if value == Some(&b'{') {
-            return true;
-        }
-    }
-    false
+        value == Some(&b'{')
+    })
 }
 
 /// The concatenated `data:` lines of one event.
@@ -187,12 +197,15 @@ mod tests {
     fn usage_chunk_is_read_and_stripped_across_chunk_boundaries() {
         let all = format!("{CHUNK}{USAGE}{DONE}");
         let mut o = SseObserver::new(true);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         for piece in all.as_bytes().chunks(7) {
-            out.extend_from_slice(&o.feed(piece));
+            o.feed(piece, &mut out);
         }
-        out.extend_from_slice(&o.finish());
-        assert_eq!(String::from_utf8(out).unwrap(), format!("{CHUNK}{DONE}"));
+        o.finish(&mut out);
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            format!("{CHUNK}{DONE}")
+        );
         assert_eq!(
             o.usage,
             Some(Usage {
@@ -204,10 +217,31 @@ mod tests {
     }
 
     #[test]
+    fn crlf_events_are_split_in_any_pieces() {
+        let crlf = |e: &str| e.replace("\n\n", "\r\n\r\n");
+        let all = format!("{}{}{}", crlf(CHUNK), crlf(USAGE), crlf(DONE));
+        for size in [1, 5, 64, all.len()] {
+            let mut o = SseObserver::new(true);
+            let mut out = BytesMut::new();
+            for piece in all.as_bytes().chunks(size) {
+                o.feed(piece, &mut out);
+            }
+            o.finish(&mut out);
+            assert_eq!(out, format!("{}{}", crlf(CHUNK), crlf(DONE)).as_bytes());
+            assert_eq!(o.usage.map(|u| u.output), Some(2));
+        }
+        // A CRLF event followed by an LF one: the CRLF blank line comes first.
+        assert_eq!(event_end(b"data: a\r\n\r\ndata: b\n\n"), Some(11));
+        assert_eq!(event_end(b"data: a\n\ndata: b\r\n\r\n"), Some(9));
+        assert_eq!(event_end(b"data: a\r\n"), None);
+    }
+
+    #[test]
     fn usage_chunk_passes_when_the_client_asked_for_it() {
         let all = format!("{CHUNK}{USAGE}{DONE}");
         let mut o = SseObserver::new(false);
-        let out = o.feed(all.as_bytes());
+        let mut out = BytesMut::new();
+        o.feed(all.as_bytes(), &mut out);
         assert_eq!(out, all.as_bytes());
         assert_eq!(o.usage.map(|u| u.input), Some(3));
     }
@@ -216,7 +250,9 @@ mod tests {
     fn responses_api_usage_is_found_in_response_completed() {
         let ev = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":7,\"input_tokens_details\":{\"cached_tokens\":0}}}}\n\n";
         let mut o = SseObserver::new(true);
-        assert_eq!(o.feed(ev.as_bytes()), ev.as_bytes());
+        let mut out = BytesMut::new();
+        o.feed(ev.as_bytes(), &mut out);
+        assert_eq!(out, ev.as_bytes());
         assert_eq!(
             o.usage,
             Some(Usage {
