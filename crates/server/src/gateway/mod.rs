@@ -299,7 +299,8 @@ fn keep_only(headers: &mut HeaderMap, keep: fn(&str) -> bool) {
     }
 }
 
-/// Client headers that must not reach the provider.
+/// Whether a client header may reach the provider (hop-by-hop headers, the client's
+/// credentials and cookies, Keyplane's own headers may not).
 fn forwardable_request_header(name: &str) -> bool {
     !(HOP_BY_HOP.contains(&name)
         || name == "authorization"
@@ -310,7 +311,8 @@ fn forwardable_request_header(name: &str) -> bool {
         || name.starts_with("x-keyplane-"))
 }
 
-/// Provider headers that must not reach the client.
+/// Whether a provider header may reach the client (hop-by-hop headers, the provider's rate
+/// limits and organization, cookies may not).
 fn forwardable_response_header(name: &str) -> bool {
     !(HOP_BY_HOP.contains(&name)
         || name.starts_with("x-ratelimit-")
