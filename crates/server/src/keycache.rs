@@ -133,9 +133,7 @@ impl KeyVerifier {
                     }
                 };
                 let entry = Cached::new(Arc::new(found.ok_or_else(invalid)?), 0);
-                if self.generation.load(Ordering::Acquire) == generation {
-                    self.cache.insert(id.clone(), entry.clone());
-                }
+                self.insert_if_current(&id, &entry, generation);
                 entry
             }
         };
@@ -245,13 +243,11 @@ impl KeyVerifier {
             }
             changed += replaced.len() + gone.len();
             // A newer invalidation than our read wins: drop instead of replace.
-            if self.generation.load(Ordering::Acquire) == generation {
-                for (key, noted) in replaced {
-                    self.cache
-                        .insert(key.id.clone(), Cached::new(Arc::new(key), noted));
+            for (key, noted) in replaced {
+                let id = key.id.clone();
+                if !self.insert_if_current(&id, &Cached::new(Arc::new(key), noted), generation) {
+                    gone.push(id);
                 }
-            } else {
-                gone.extend(replaced.into_iter().map(|(k, _)| k.id));
             }
             for id in &gone {
                 self.invalidate(id);
@@ -281,15 +277,34 @@ impl KeyVerifier {
                 break;
             }
             for key in keys.by_ref().take(RECONCILE_CHUNK) {
-                if !self.cache.contains_key(&key.id) {
-                    self.cache
-                        .insert(key.id.clone(), Cached::new(Arc::new(key), 0));
+                let id = key.id.clone();
+                if !self.cache.contains_key(&id)
+                    && self.insert_if_current(&id, &Cached::new(Arc::new(key), 0), generation)
+                {
                     added += 1;
                 }
             }
             tokio::task::yield_now().await;
         }
         Ok(added)
+    }
+
+    /// Caches `entry`, read from the store when the generation was `generation`, unless an
+    /// invalidation came since: its key may be the one revoked. The generation is checked again
+    /// after the insert, so an invalidation landing between check and insert cannot leave the
+    /// stale entry behind: either its removal comes after the insert, or this second check sees
+    /// it and takes the entry out again. Returns whether the entry stayed.
+    fn insert_if_current(&self, id: &KeyId, entry: &Arc<Cached>, generation: u64) -> bool {
+        if self.generation.load(Ordering::Acquire) != generation {
+            return false;
+        }
+        self.cache.insert(id.clone(), entry.clone());
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.cache
+                .remove_if(id, |cached| Arc::ptr_eq(cached, entry));
+            return false;
+        }
+        true
     }
 
     pub fn invalidate(&self, id: &KeyId) {
