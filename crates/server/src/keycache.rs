@@ -264,27 +264,25 @@ impl KeyVerifier {
 
     /// Loads up to `limit` of the most recently used keys into the cache, so a restart under
     /// load does not send every request's first use of a key to the database. Keys already
-    /// cached are kept; if an invalidation happens meanwhile, nothing is inserted (keys then
-    /// load on first use, as they always can). Returns how many keys were added.
+    /// cached are kept; once an invalidation happens, nothing more is inserted (keys then load
+    /// on first use, as they always can). Returns how many keys were added.
     pub async fn warm(&self, limit: u32) -> Result<usize, keyplane_core::ports::StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         let keys = self.store.recently_used_keys(limit).await?;
         let mut added = 0;
-        // In chunks, yielding between them, like reconciliation.
-        let mut keys = keys.into_iter().peekable();
-        while keys.peek().is_some() {
-            if self.generation.load(Ordering::Acquire) != generation {
+        for (i, key) in keys.into_iter().enumerate() {
+            // In chunks, yielding between them, like reconciliation.
+            if i > 0 && i % RECONCILE_CHUNK == 0 {
+                tokio::task::yield_now().await;
+            }
+            if self.cache.contains_key(&key.id) {
+                continue;
+            }
+            let id = key.id.clone();
+            if !self.insert_if_current(&id, &Cached::new(Arc::new(key), 0), generation) {
                 break;
             }
-            for key in keys.by_ref().take(RECONCILE_CHUNK) {
-                let id = key.id.clone();
-                if !self.cache.contains_key(&id)
-                    && self.insert_if_current(&id, &Cached::new(Arc::new(key), 0), generation)
-                {
-                    added += 1;
-                }
-            }
-            tokio::task::yield_now().await;
+            added += 1;
         }
         Ok(added)
     }

@@ -167,23 +167,19 @@ impl Db {
                 .foreign_keys(true);
             // Instances starting together on a new file race to switch it to WAL, which SQLite
             // refuses at once ("database is locked") instead of waiting: the loser retries.
-            let mut attempt = 0;
-            loop {
-                let opened = SqlitePoolOptions::new()
-                    .max_connections(settings.max_connections.min(8))
-                    .acquire_timeout(settings.acquire_timeout)
-                    .connect_with(options.clone())
-                    .await;
-                match opened {
-                    Ok(pool) => return Ok(Db::Sqlite(pool)),
-                    Err(sqlx::Error::Database(e)) if busy(e.as_ref()) && attempt < 10 => {
-                        attempt += 1;
-                        tracing::debug!(error = %e, attempt, "opening raced another instance; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                    }
-                    Err(e) => return Err(ConnectError::Open(e)),
-                }
-            }
+            let pool = retry_raced(
+                "opening",
+                || {
+                    SqlitePoolOptions::new()
+                        .max_connections(settings.max_connections.min(8))
+                        .acquire_timeout(settings.acquire_timeout)
+                        .connect_with(options.clone())
+                },
+                |e| matches!(e, sqlx::Error::Database(d) if busy(d.as_ref())),
+            )
+            .await
+            .map_err(ConnectError::Open)?;
+            Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(ConnectError::Open)?;
             let pool = PgPoolOptions::new()
@@ -207,24 +203,13 @@ impl Db {
             Db::Sqlite(pool) => {
                 let migrator = sqlx::migrate!("./migrations/sqlite");
                 let known = latest(&migrator);
-                let mut attempt = 0;
-                loop {
-                    match migrator.run(pool).await {
-                        Ok(()) => return Ok(()),
-                        Err(sqlx::migrate::MigrateError::VersionMissing(v)) => {
-                            return Err(migrate_error(
-                                sqlx::migrate::MigrateError::VersionMissing(v),
-                                known,
-                            ))
-                        }
-                        Err(e) if attempt < 10 => {
-                            attempt += 1;
-                            tracing::debug!(error = %e, attempt, "migration raced another instance; retrying");
-                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                        }
-                        Err(e) => return Err(migrate_error(e, known)),
-                    }
-                }
+                retry_raced(
+                    "migration",
+                    || migrator.run(pool),
+                    |e| !matches!(e, sqlx::migrate::MigrateError::VersionMissing(_)),
+                )
+                .await
+                .map_err(|e| migrate_error(e, known))
             }
             Db::Postgres(pool) => {
                 let migrator = sqlx::migrate!("./migrations/postgres");
@@ -246,6 +231,27 @@ impl Db {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with an error `raced` does not accept, or has been
+/// retried 10 times (waiting 100 ms, 200 ms, … in between): for instances that start together
+/// on one SQLite file and race to set it up.
+async fn retry_raced<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+    raced: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(e) if raced(&e) && tries < 10 => {
+                tries += 1;
+                tracing::debug!(error = %e, attempt = tries, "{what} raced another instance; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            done => return done,
+        }
     }
 }
 

@@ -25,8 +25,8 @@ pub struct Use<'a> {
     pub counts: UsageRow,
 }
 
-/// Rows by a hash of what identifies them (minute, family, project, key, model), so a request's
-/// use is merged without building an owned key; rows whose hashes collide share the bucket.
+/// Rows by a hash of what identifies them (minute, family, key, model), so a request's use is
+/// merged without building an owned key; rows whose hashes collide share the bucket.
 #[derive(Default)]
 struct Tally {
     buckets: FastMap<u64, Vec<UsageRow>>,
