@@ -115,13 +115,20 @@ pub fn per_instance(limit: u64, instances: u32) -> u64 {
 
 /// `6m0s`, `1s`, `12ms`: the Go-style durations OpenAI's reset headers use.
 pub fn format_reset(d: Duration) -> String {
-    use std::fmt::Write;
-    // Written into one string with integer arithmetic: this runs twice per gateway response.
     let mut out = String::with_capacity(16);
+    write_reset(&mut out, d);
+    out
+}
+
+/// Appends [`format_reset`]'s text to `out`, with integer arithmetic: this runs twice per
+/// gateway response.
+pub fn write_reset(out: &mut String, d: Duration) {
+    use std::fmt::Write;
+    let start = out.len();
     let ms = d.as_millis();
     if ms < 1000 {
         let _ = write!(out, "{ms}ms");
-        return out;
+        return;
     }
     let ms = (d.as_micros() + 500) / 1000; // to the nearest millisecond
     let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
@@ -134,12 +141,11 @@ pub fn format_reset(d: Duration) -> String {
     let _ = write!(out, "{seconds}");
     if millis > 0 {
         let _ = write!(out, ".{millis:03}");
-        while out.ends_with('0') {
+        while out.len() > start && out.ends_with('0') {
             out.pop();
         }
     }
     out.push('s');
-    out
 }
 
 /// Whole seconds for `retry-after` (at least 1).

@@ -41,6 +41,30 @@ impl UsageRow {
         self.images += other.images;
         self.cost_nano_usd += other.cost_nano_usd;
     }
+
+    /// No request, token, image or cost is counted.
+    pub fn counts_are_zero(&self) -> bool {
+        self.requests == 0
+            && self.input_tokens == 0
+            && self.output_tokens == 0
+            && self.cached_tokens == 0
+            && self.images == 0
+            && self.cost_nano_usd == 0
+    }
+
+    /// Sets every counter to zero, keeping the row's identity.
+    pub fn zero_counts(&mut self) {
+        *self = UsageRow {
+            minute: self.minute,
+            family: std::mem::take(&mut self.family),
+            project_id: std::mem::take(&mut self.project_id),
+            api_key_id: std::mem::take(&mut self.api_key_id),
+            user_id: self.user_id.take(),
+            service_account_id: self.service_account_id.take(),
+            model: std::mem::take(&mut self.model),
+            ..UsageRow::default()
+        };
+    }
 }
 
 /// Which rows a usage or cost query reads.

@@ -25,40 +25,51 @@ pub struct Use<'a> {
     pub counts: UsageRow,
 }
 
-/// Rows by a hash of what identifies them (minute, family, key, model), so a request's use is
-/// merged without building an owned key; rows whose hashes collide share the bucket.
+/// Rows by what identifies them (minute, family, key, model), held in place in one hash
+/// table: a request's use is merged without building an owned key. A key belongs to one
+/// project for life, so the key stands for the project in the identity.
+///
+/// Rows of the current minute outlive the flush that writes them (their counters zeroed, see
+/// [`Tally::recycle`]): a key's next request that minute adds to its row instead of
+/// allocating a new one, and rows whose counters are all zero are not written.
 #[derive(Default)]
 struct Tally {
-    buckets: FastMap<u64, Vec<UsageRow>>,
+    rows: hashbrown::HashTable<UsageRow>,
     hasher: FastHash,
 }
 
-impl Tally {
-    /// The bucket of an identity, and where in it the row with that identity is. A key
-    /// belongs to one project for life, so the key stands for the project in the identity.
-    fn find(
-        &mut self,
-        minute: i64,
-        family: &str,
-        api_key_id: &str,
-        model: &str,
-    ) -> (&mut Vec<UsageRow>, Option<usize>) {
-        let h = self.hasher.hash_one((minute, family, api_key_id, model));
-        let bucket = self.buckets.entry(h).or_default();
-        let at = bucket.iter().position(|r| {
-            r.minute == minute
-                && r.api_key_id == api_key_id
-                && r.model == model
-                && r.family == family
-        });
-        (bucket, at)
-    }
+fn same_identity(r: &UsageRow, minute: i64, family: &str, api_key_id: &str, model: &str) -> bool {
+    r.minute == minute && r.api_key_id == api_key_id && r.model == model && r.family == family
+}
 
+fn identity_hash(
+    hasher: &FastHash,
+    minute: i64,
+    family: &str,
+    api_key_id: &str,
+    model: &str,
+) -> u64 {
+    hasher.hash_one((minute, family, api_key_id, model))
+}
+
+fn row_hash(hasher: &FastHash, r: &UsageRow) -> u64 {
+    identity_hash(hasher, r.minute, &r.family, &r.api_key_id, &r.model)
+}
+
+impl Tally {
     fn merge(&mut self, u: Use<'_>) {
         let c = &u.counts;
-        match self.find(c.minute, u.family, u.api_key_id, u.model) {
-            (bucket, Some(i)) => bucket[i].absorb(c),
-            (bucket, None) => bucket.push(UsageRow {
+        let Tally { rows, hasher } = self;
+        let h = identity_hash(hasher, c.minute, u.family, u.api_key_id, u.model);
+        if let Some(row) = rows.find_mut(h, |r| {
+            same_identity(r, c.minute, u.family, u.api_key_id, u.model)
+        }) {
+            row.absorb(c);
+            return;
+        }
+        rows.insert_unique(
+            h,
+            UsageRow {
                 family: u.family.to_owned(),
                 project_id: u.project_id.to_owned(),
                 api_key_id: u.api_key_id.to_owned(),
@@ -66,36 +77,61 @@ impl Tally {
                 service_account_id: u.service_account_id.map(str::to_owned),
                 model: u.model.to_owned(),
                 ..u.counts
-            }),
-        }
+            },
+            |r| row_hash(hasher, r),
+        );
     }
 
-    /// Merges an owned row (rows put back after a failed write).
+    /// Merges an owned row (rows put back after a failed write, or recycled).
     fn merge_row(&mut self, row: UsageRow) {
-        match self.find(row.minute, &row.family, &row.api_key_id, &row.model) {
-            (bucket, Some(i)) => bucket[i].absorb(&row),
-            (bucket, None) => bucket.push(row),
+        let Tally { rows, hasher } = self;
+        let h = row_hash(hasher, &row);
+        match rows.find_mut(h, |r| {
+            same_identity(r, row.minute, &row.family, &row.api_key_id, &row.model)
+        }) {
+            Some(r) => r.absorb(&row),
+            None => {
+                rows.insert_unique(h, row, |r| row_hash(hasher, r));
+            }
         }
     }
 
-    /// How many rows are pending (a walk over the buckets: for the failure paths only).
+    /// How many rows are held, with usage to write or not.
     fn len(&self) -> usize {
-        self.buckets.values().map(Vec::len).sum()
+        self.rows.len()
     }
 
+    /// How many rows have usage to write.
+    fn pending(&self) -> usize {
+        self.rows.iter().filter(|r| !r.counts_are_zero()).count()
+    }
+
+    /// Takes the rows with usage to write; the idle ones stay in place.
     fn take(&mut self) -> Vec<UsageRow> {
-        self.buckets.drain().flat_map(|(_, rows)| rows).collect()
+        self.rows.extract_if(|r| !r.counts_are_zero()).collect()
+    }
+
+    /// Drops idle rows of minutes before `current`: no request adds to them any more.
+    fn drop_idle_before(&mut self, current: i64) {
+        self.rows
+            .retain(|r| r.minute >= current || !r.counts_are_zero());
+    }
+
+    /// Puts written rows of minute `current` back with their counters zeroed, for that
+    /// minute's next requests to add to (a row that a request made meanwhile keeps its place).
+    fn recycle(&mut self, rows: Vec<UsageRow>, current: i64) {
+        for mut row in rows.into_iter().filter(|r| r.minute >= current) {
+            row.zero_counts();
+            self.merge_row(row);
+        }
     }
 
     /// Drops the rows of the oldest minute pending.
     fn drop_oldest_minute(&mut self) {
-        let Some(oldest) = self.buckets.values().flatten().map(|r| r.minute).min() else {
+        let Some(oldest) = self.rows.iter().map(|r| r.minute).min() else {
             return;
         };
-        self.buckets.retain(|_, rows| {
-            rows.retain(|r| r.minute != oldest);
-            !rows.is_empty()
-        });
+        self.rows.retain(|r| r.minute != oldest);
     }
 }
 
@@ -221,7 +257,7 @@ impl Meter {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let left = self.pending.lock().map(|p| p.len()).unwrap_or(0);
+        let left = self.pending.lock().map(|p| p.pending()).unwrap_or(0);
         if left > 0 {
             tracing::error!(rows = left, "usage rows could not be written at shutdown");
         }
@@ -230,11 +266,22 @@ impl Meter {
     /// Writes the tally; on failure its rows go back for the next attempt. True when nothing
     /// is left pending.
     async fn flush(&self) -> bool {
+        let now = keyplane_core::time::now();
+        let current = now - now.rem_euclid(60);
         let rows = match self.pending.lock() {
-            Ok(mut p) if !p.buckets.is_empty() => p.take(),
-            _ => return true,
+            Ok(mut p) => {
+                p.drop_idle_before(current);
+                p.take()
+            }
+            Err(_) => return true,
         };
+        if rows.is_empty() {
+            return true;
+        }
         let Err(e) = self.store.add_usage(&rows).await else {
+            if let Ok(mut p) = self.pending.lock() {
+                p.recycle(rows, current);
+            }
             return true;
         };
         tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
@@ -342,6 +389,59 @@ mod spend_tests {
         );
         assert_eq!(tally.len(), 0);
         assert!(tally.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rows_of_the_current_minute_outlive_their_flush_without_being_written_twice() {
+        let store = Arc::new(FlakyUsage::default());
+        let meter = Meter::new(store.clone());
+        let now = keyplane_core::time::now();
+        let minute = now - now.rem_euclid(60);
+        meter.record(use_of(&row(minute, "k1", "gpt-4o", 1)));
+        meter.record(use_of(&row(minute, "k2", "gpt-4o", 2)));
+        meter.record(use_of(&row(60, "k1", "gpt-4o", 1)));
+        assert!(meter.flush().await);
+        assert_eq!(store.written.lock().unwrap().len(), 3);
+        // This minute's rows stay, zeroed (the old minute's is gone), and are not written again.
+        let held = meter.pending.lock().unwrap().len();
+        assert!(held <= 2, "{held} rows held");
+        assert!(meter.flush().await);
+        assert_eq!(store.written.lock().unwrap().len(), 3);
+        // A later use adds to its kept row and only that row is written.
+        meter.record(use_of(&row(minute, "k1", "gpt-4o", 5)));
+        assert!(meter.flush().await);
+        let written = store.written.lock().unwrap().clone();
+        assert_eq!(written.len(), 4);
+        assert_eq!(
+            (
+                written[3].api_key_id.as_str(),
+                written[3].requests,
+                written[3].input_tokens
+            ),
+            ("k1", 5, 50)
+        );
+    }
+
+    #[test]
+    fn recycled_rows_merge_with_rows_made_during_the_write() {
+        let mut tally = Tally::default();
+        tally.merge(use_of(&row(120, "k1", "gpt-4o", 1)));
+        tally.merge(use_of(&row(60, "k2", "gpt-4o", 1)));
+        let taken = tally.take();
+        assert_eq!((taken.len(), tally.len()), (2, 0));
+        // A request during the write makes a new row for one of the identities.
+        tally.merge(use_of(&row(120, "k1", "gpt-4o", 2)));
+        tally.recycle(taken, 120);
+        assert_eq!(tally.len(), 1, "the older minute's row is not kept");
+        let rows = tally.take();
+        assert_eq!((rows[0].requests, rows[0].input_tokens), (2, 20));
+        // Idle rows stay until their minute is over.
+        tally.recycle(rows, 120);
+        assert_eq!((tally.len(), tally.pending()), (1, 0));
+        tally.drop_idle_before(120);
+        assert_eq!(tally.len(), 1);
+        tally.drop_idle_before(180);
+        assert_eq!(tally.len(), 0);
     }
 
     /// A usage store that fails its first `fail` writes and keeps what it was given.

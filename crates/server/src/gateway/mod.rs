@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cluster::{ClusterCounters, Via};
 use futures_util::{Stream, StreamExt};
-use keyplane_core::catalog::{self, ModelSpec};
+use keyplane_core::catalog;
 use keyplane_core::endpoints::{self, Endpoint};
 use keyplane_core::ids::ProjectId;
 use keyplane_core::model::{ApiKey, KeyOwnerId};
@@ -29,7 +29,7 @@ use keyplane_core::ratelimit::{format_reset, retry_after_secs};
 use keyplane_core::usage::UsageRow;
 use limiter::{Decision, Limiter};
 use metering::Meter;
-use policy::Policies;
+use policy::{Governed, Policies};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::pin::Pin;
@@ -435,7 +435,8 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
     let reserved = facts.max_output.max(body.len() as u64 / 4);
     let mut decision: Option<Decision> = None;
     let mut via = Via::Local;
-    if let Some((spec, l)) = &model {
+    if let Some(g) = &model {
+        let (spec, l) = (&g.spec, &g.limits);
         let (d, admitted_by) = gw
             .admit(project_id.as_str(), l, reserved, facts.images)
             .await;
@@ -621,26 +622,38 @@ fn upstream_error(e: SendError, upstream: &Upstream) -> ApiError {
     }
 }
 
+/// OpenAI's rate-limit headers, in their order.
+const RATE_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// Adds the rate-limit headers. Their six values are written into one buffer and each header
+/// gets a slice of it: one allocation per response, not one per header.
 fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
-    let reset = |ms| HeaderValue::try_from(format_reset(ms)).ok();
-    let values = [
-        ("x-ratelimit-limit-requests", Some(d.requests.limit.into())),
-        (
-            "x-ratelimit-remaining-requests",
-            Some(d.requests.remaining.into()),
-        ),
-        ("x-ratelimit-reset-requests", reset(d.requests.reset)),
-        ("x-ratelimit-limit-tokens", Some(d.tokens.limit.into())),
-        (
-            "x-ratelimit-remaining-tokens",
-            Some(d.tokens.remaining.into()),
-        ),
-        ("x-ratelimit-reset-tokens", reset(d.tokens.reset)),
-    ];
-    for (name, value) in values {
-        if let Some(v) = value {
-            headers.insert(HeaderName::from_static(name), v);
+    use std::fmt::Write;
+    let mut text = String::with_capacity(96);
+    let mut ends = [0usize; 6];
+    for (i, adm) in [d.requests, d.tokens].iter().enumerate() {
+        let _ = write!(text, "{}", adm.limit);
+        ends[3 * i] = text.len();
+        let _ = write!(text, "{}", adm.remaining);
+        ends[3 * i + 1] = text.len();
+        keyplane_core::ratelimit::write_reset(&mut text, adm.reset);
+        ends[3 * i + 2] = text.len();
+    }
+    let all = Bytes::from(text);
+    headers.reserve(RATE_HEADERS.len());
+    let mut start = 0;
+    for (name, end) in RATE_HEADERS.iter().zip(ends) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(all.slice(start..end)) {
+            headers.insert(name.clone(), v);
         }
+        start = end;
     }
 }
 
@@ -652,7 +665,7 @@ struct MeterCtx {
     family: endpoints::UsageFamily,
     model: String,
     /// The catalog entry (prices) and rate limits of the request's model, if it named one.
-    governed: Option<(ModelSpec, EffectiveLimits)>,
+    governed: Option<Arc<Governed>>,
     state: AppState,
     reserved: u64,
     /// The counters that admitted the request, which its settlement corrects.
@@ -664,10 +677,13 @@ impl MeterCtx {
     fn finish(self, usage: Option<Usage>, success: bool) {
         let project_id = self.key.project_id.as_ref().map_or("", ProjectId::as_str);
         let used = usage.map(|u| u.input + u.output).unwrap_or(0);
-        if let Some((_, l)) = &self.governed {
-            self.state
-                .gateway
-                .settle(self.via, project_id, l, used as i64 - self.reserved as i64);
+        if let Some(g) = &self.governed {
+            self.state.gateway.settle(
+                self.via,
+                project_id,
+                &g.limits,
+                used as i64 - self.reserved as i64,
+            );
         }
         if !success {
             return;
@@ -676,7 +692,7 @@ impl MeterCtx {
         let cost = self
             .governed
             .as_ref()
-            .map(|(s, _)| catalog::cost_usd(s, u.input, u.cached, u.output, self.images))
+            .map(|g| catalog::cost_usd(&g.spec, u.input, u.cached, u.output, self.images))
             .unwrap_or(0.0);
         let now = keyplane_core::time::now();
         let cost_nano_usd = (cost * keyplane_core::usage::NANO_USD_PER_USD).round() as i64;

@@ -29,7 +29,20 @@ pub struct Policies {
     models: Arc<Vec<ModelSpec>>,
     cache: RwLock<FastMap<ProjectId, Arc<ProjectPolicy>>>,
     generation: AtomicU64,
+    /// What each model name requested so far resolves to without an override: the catalog
+    /// is searched once per name, not once per request.
+    resolved: RwLock<FastMap<String, Arc<Governed>>>,
 }
+
+/// A model's catalog entry (prices) and the limits that govern it in one project.
+#[derive(Debug, Clone)]
+pub struct Governed {
+    pub spec: ModelSpec,
+    pub limits: EffectiveLimits,
+}
+
+/// The most model names whose resolution is remembered (names are the client's to choose).
+const MAX_RESOLVED: usize = 4096;
 
 /// The most projects whose policies are kept in memory.
 const MAX_CACHED: usize = 100_000;
@@ -41,6 +54,7 @@ impl Policies {
             models,
             cache: RwLock::new(FastMap::default()),
             generation: AtomicU64::new(0),
+            resolved: RwLock::new(FastMap::default()),
         }
     }
 
@@ -122,17 +136,38 @@ impl Policies {
 
     /// The catalog entry governing `model` (a dated snapshot shares its family's entry) and the
     /// project's limits for it, from one catalog lookup.
-    pub fn model(&self, policy: &ProjectPolicy, model: &str) -> (ModelSpec, EffectiveLimits) {
+    pub fn model(&self, policy: &ProjectPolicy, model: &str) -> Arc<Governed> {
+        let default = self.resolve(model);
+        match policy.overrides.get(&default.spec.name) {
+            None => default,
+            Some(o) => Arc::new(Governed {
+                spec: default.spec.clone(),
+                limits: EffectiveLimits::new(&default.spec, Some(o)),
+            }),
+        }
+    }
+
+    /// `model` resolved against the catalog, with its default limits.
+    fn resolve(&self, model: &str) -> Arc<Governed> {
+        let resolved = self.resolved.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = resolved.get(model) {
+            return g.clone();
+        }
+        drop(resolved);
         let known = catalog::lookup(&self.models, model);
         let spec = known.cloned().unwrap_or_else(|| catalog::fallback(model));
-        let overridden = policy.overrides.get(&spec.name);
-        let mut limits = EffectiveLimits::new(&spec, overridden);
+        let mut limits = EffectiveLimits::new(&spec, None);
         // Models outside the catalog without an override of their own share one budget, so
         // made-up model names cannot grow the limiter without bound.
-        if known.is_none() && overridden.is_none() {
+        if known.is_none() {
             limits.model = OTHER_MODELS.to_owned();
         }
-        (spec, limits)
+        let g = Arc::new(Governed { spec, limits });
+        let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        if resolved.len() < MAX_RESOLVED {
+            resolved.insert(model.to_owned(), g.clone());
+        }
+        g
     }
 }
 
