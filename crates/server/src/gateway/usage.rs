@@ -62,110 +62,12 @@ struct WireBody {
 }
 
 /// `usage` of a whole JSON response (top-level, or `response.usage`); `None` when absent or
-/// not an object.
-///
-/// Only the usage object is deserialized. The rest of the body (choices, content, tool
-/// calls…) is stepped over by [`member`], which finds the object's own keys and skips strings
-/// with `memchr`: on a chat completion this costs a fifth of deserializing the whole body.
+/// the body is not JSON.
 pub fn from_body(body: &[u8]) -> Option<Usage> {
-    let parse = |v: &[u8]| {
-        serde_json::from_slice::<Option<WireUsage>>(v)
-            .ok()
-            .flatten()
-    };
-    member(body, b"usage")
-        .and_then(parse)
-        .or_else(|| member(member(body, b"response")?, b"usage").and_then(parse))
+    let b: WireBody = serde_json::from_slice(body).ok()?;
+    b.usage
+        .or_else(|| b.response.and_then(|r| r.usage))
         .map(Usage::from)
-}
-
-/// The raw value of `key` among the members of the JSON object `json` (nested objects' keys
-/// are not looked at); `None` when absent or `json` is not an object. Keys are compared as
-/// written, escapes and all. Malformed JSON ends the search: it never panics.
-fn member<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let mut i = skip_ws(json, 0);
-    if json.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(json, i + 1);
-    if json.get(i) == Some(&b'}') {
-        return None;
-    }
-    loop {
-        if json.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(json, i)?;
-        let name = &json[i + 1..key_end - 1];
-        i = skip_ws(json, key_end);
-        if json.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(json, i + 1);
-        let end = value_end(json, start)?;
-        if name == key {
-            return Some(&json[start..end]);
-        }
-        i = skip_ws(json, end);
-        match json.get(i) {
-            Some(b',') => i = skip_ws(json, i + 1),
-            _ => return None,
-        }
-    }
-}
-
-fn skip_ws(json: &[u8], mut i: usize) -> usize {
-    while json.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
-        i += 1;
-    }
-    i
-}
-
-/// Index just past the string that opens at `json[at]` (a `"`).
-fn string_end(json: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 1;
-    loop {
-        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
-        if json[i] == b'"' {
-            return Some(i + 1);
-        }
-        i += 2; // an escape and the byte it escapes
-    }
-}
-
-/// Index just past the value that starts at `json[at]`.
-fn value_end(json: &[u8], at: usize) -> Option<usize> {
-    match json.get(at)? {
-        b'"' => string_end(json, at),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = at;
-            loop {
-                match json.get(i)? {
-                    b'"' => {
-                        i = string_end(json, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            let len = json[at..]
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
-                .unwrap_or(json.len() - at);
-            (len > 0).then_some(at + len)
-        }
-    }
 }
 
 /// Splits an SSE byte stream into events, notes the usage they carry, and drops the usage-only
@@ -399,8 +301,7 @@ mod tests {
 
     #[test]
     fn only_the_top_level_usage_counts() {
-        // Keys named usage inside strings, arrays and nested objects come first; escaped
-        // quotes and brackets inside strings do not end them.
+        // Keys named usage inside strings, arrays and nested objects come first.
         let body = br#" { "choices" : [ {"message":{"content":"say \"usage\":{\"prompt_tokens\":99} ]}","tool_calls":[{"function":{"arguments":"{\"usage\":1}"}}]},"usage":{"prompt_tokens":98}} ],
             "tools": [{"parameters":{"properties":{"usage":{"type":"object"}}}}],
             "usage" : { "prompt_tokens" : 4 , "completion_tokens" : 2 } , "after": true }"#;
@@ -412,54 +313,5 @@ mod tests {
                 cached: 0
             })
         );
-        assert_eq!(
-            member(br#"{"a":1,"b":[1,{"c":2}],"c":"x\\"}"#, b"c"),
-            Some(&br#""x\\""#[..])
-        );
-        assert_eq!(member(br#"{"a":{"c":1}}"#, b"c"), None);
-    }
-
-    #[test]
-    fn broken_bodies_end_the_search_without_panicking() {
-        let whole = br#"{"choices":[{"message":{"content":"a\"b"}}],"usage":{"prompt_tokens":4}}"#;
-        // Every prefix of a body, and every body with one byte changed, is read safely.
-        for end in 0..whole.len() {
-            let _ = from_body(&whole[..end]);
-        }
-        for at in 0..whole.len() {
-            for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b' '] {
-                let mut broken = whole.to_vec();
-                broken[at] = b;
-                let _ = from_body(&broken);
-            }
-        }
-        // Cut after its usage object, a body still counts; cut inside it, it does not.
-        let cut = |n: usize| from_body(&whole[..whole.len() - n]).map(|u| u.input);
-        assert_eq!((cut(1), cut(2)), (Some(4), None));
-        assert_eq!(from_body(br#"{"usage":}"#), None);
-        assert_eq!(from_body(br#"{"usage""#), None);
-        assert_eq!(from_body(br#"{"#), None);
-        assert_eq!(from_body(br#"{}"#), None);
-        assert_eq!(from_body(br#"{"a":1 "usage":{}}"#), None);
-    }
-
-    #[test]
-    fn the_scan_agrees_with_a_full_parse() {
-        let full = |b: &[u8]| {
-            let b: WireBody = serde_json::from_slice(b).ok()?;
-            b.usage
-                .or_else(|| b.response.and_then(|r| r.usage))
-                .map(Usage::from)
-        };
-        for body in [
-            &br#"{"id":"x","usage":{"prompt_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#[..],
-            br#"{"object":"list","data":[{"embedding":[0.1,-2e-3,3]}],"usage":{"prompt_tokens":8,"total_tokens":8}}"#,
-            br#"{"response":{"id":"r","output":[{"content":[{"text":"}{"}]}],"usage":{"input_tokens":2,"output_tokens":3,"input_tokens_details":{"cached_tokens":1}}}}"#,
-            br#"{"results":[{"flagged":false}]}"#,
-            br#"{"usage":{"prompt_tokens":1},"x":[[[["]"]]]]}"#,
-            b"{\n\t\"usage\"\r\n:\n{\"completion_tokens\":5}\n}",
-        ] {
-            assert_eq!(from_body(body), full(body), "{}", String::from_utf8_lossy(body));
-        }
     }
 }
