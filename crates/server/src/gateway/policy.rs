@@ -41,8 +41,10 @@ pub struct Governed {
     pub limits: EffectiveLimits,
 }
 
-/// The most model names whose resolution is remembered (names are the client's to choose).
+/// The most model names whose resolution is remembered, and the longest name remembered
+/// (names are the client's to choose).
 const MAX_RESOLVED: usize = 4096;
+const MAX_RESOLVED_NAME: usize = 256;
 
 /// The most projects whose policies are kept in memory.
 const MAX_CACHED: usize = 100_000;
@@ -164,7 +166,7 @@ impl Policies {
         }
         let g = Arc::new(Governed { spec, limits });
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
-        if resolved.len() < MAX_RESOLVED {
+        if resolved.len() < MAX_RESOLVED && model.len() <= MAX_RESOLVED_NAME {
             resolved.insert(model.to_owned(), g.clone());
         }
         g
@@ -283,5 +285,58 @@ mod tests {
         policies.reconcile().await.unwrap();
         assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 400);
         assert_eq!(store.reads.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn a_model_resolves_once_and_overrides_stay_with_their_project() {
+        let store = Arc::new(Limits::default());
+        let policies = Policies::new(store, Arc::new(catalog::built_in()));
+        let plain = ProjectPolicy::default();
+        let gpt4o = policies.model(&plain, "gpt-4o-2024-08-06");
+        assert_eq!(
+            (gpt4o.spec.name.as_str(), gpt4o.limits.model.as_str()),
+            ("gpt-4o", "gpt-4o")
+        );
+        let stranger = policies.model(&plain, "made-up-model");
+        assert_eq!(stranger.limits.model, OTHER_MODELS);
+        // Remembered per name: the same entry comes back.
+        assert!(Arc::ptr_eq(
+            &stranger,
+            &policies.model(&plain, "made-up-model")
+        ));
+
+        let tight = ProjectPolicy {
+            overrides: HashMap::from([(
+                "gpt-4o".to_owned(),
+                RateLimitOverride {
+                    model: "gpt-4o".into(),
+                    max_requests_per_1_minute: Some(3),
+                    max_tokens_per_1_minute: None,
+                    max_requests_per_1_day: None,
+                    max_images_per_1_minute: None,
+                    max_audio_megabytes_per_1_minute: None,
+                    batch_1_day_max_input_tokens: None,
+                },
+            )]),
+            ..ProjectPolicy::default()
+        };
+        assert_eq!(
+            policies
+                .model(&tight, "gpt-4o-2024-08-06")
+                .limits
+                .requests_per_minute,
+            3
+        );
+        assert_eq!(
+            policies.model(&plain, "gpt-4o").limits.requests_per_minute,
+            gpt4o.limits.requests_per_minute
+        );
+        assert_ne!(gpt4o.limits.requests_per_minute, 3);
+        // Long names are resolved each time, not remembered.
+        let long = "m".repeat(MAX_RESOLVED_NAME + 1);
+        assert!(!Arc::ptr_eq(
+            &policies.model(&plain, &long),
+            &policies.model(&plain, &long)
+        ));
     }
 }
