@@ -2,6 +2,11 @@
 //! tally per minute, family, project, key and model (no channel, no task to wake); one task
 //! takes the tally every second (and once more at shutdown) and writes it in a batch. Rows that
 //! cannot be written go back into the tally and are retried.
+//!
+//! The tally is double-buffered: the flush swaps the live table for a spare one under the lock
+//! (a pointer swap, whatever the number of rows) and sorts, writes and recycles the taken table
+//! with the lock released. Done under the lock, that work held every serving thread for 1–3 ms
+//! twice a second at 5,000 requests per second (5,000 rows).
 //! The meter also keeps each project's month-to-date spend in memory for spend limits.
 
 use crate::{FastHash, FastMap};
@@ -143,7 +148,11 @@ struct Spend {
 }
 
 pub struct Meter {
+    /// The live tally that requests merge into.
     pending: Mutex<Tally>,
+    /// The table the next flush swaps in: the last flush's rows of the current minute, zeroed,
+    /// for their keys' next requests to add to. Only the flush touches it.
+    spare: Mutex<Tally>,
     store: Arc<dyn UsageStore>,
     spend: Mutex<Spend>,
     /// Background spend refreshes run one at a time: a hundred projects going stale together
@@ -160,6 +169,7 @@ impl Meter {
     pub fn new(store: Arc<dyn UsageStore>) -> Self {
         Self {
             pending: Mutex::new(Tally::default()),
+            spare: Mutex::new(Tally::default()),
             store,
             spend: Mutex::new(Spend::default()),
             refreshing: tokio::sync::Semaphore::new(1),
@@ -265,41 +275,53 @@ impl Meter {
 
     /// Writes the tally; on failure its rows go back for the next attempt. True when nothing
     /// is left pending.
+    ///
+    /// The live table is swapped for the spare under the lock; everything else (finding the
+    /// rows to write, the write, zeroing rows for reuse) happens on the taken table with the
+    /// lock released, so a request never waits for more than the swap.
     async fn flush(&self) -> bool {
         let now = keyplane_core::time::now();
         let current = now - now.rem_euclid(60);
-        let rows = match self.pending.lock() {
-            Ok(mut p) => {
-                p.drop_idle_before(current);
-                p.take()
-            }
+        let Ok(mut spare) = self.spare.lock().map(|mut s| std::mem::take(&mut *s)) else {
+            return true;
+        };
+        spare.drop_idle_before(current);
+        let mut taken = match self.pending.lock() {
+            Ok(mut live) => std::mem::replace(&mut *live, spare),
             Err(_) => return true,
         };
-        if rows.is_empty() {
-            return true;
-        }
-        let Err(e) = self.store.add_usage(&rows).await else {
-            if let Ok(mut p) = self.pending.lock() {
-                p.recycle(rows, current);
+        let rows = taken.take();
+        taken.drop_idle_before(current);
+        let written = rows.is_empty()
+            || {
+                match self.store.add_usage(&rows).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
+                        false
+                    }
+                }
+            };
+        if written {
+            taken.recycle(rows, current);
+        } else if let Ok(mut live) = self.pending.lock() {
+            // Back into the live table, merged with what requests added meanwhile.
+            for row in rows {
+                live.merge_row(row);
             }
-            return true;
-        };
-        tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
-        let Ok(mut pending) = self.pending.lock() else {
-            return false;
-        };
-        for row in rows {
-            pending.merge_row(row);
+            let buffered = live.len();
+            if buffered > MAX_BUFFERED_ROWS {
+                tracing::error!(
+                    rows = buffered,
+                    "usage buffer full; dropping the oldest minute"
+                );
+                live.drop_oldest_minute();
+            }
         }
-        let buffered = pending.len();
-        if buffered > MAX_BUFFERED_ROWS {
-            tracing::error!(
-                rows = buffered,
-                "usage buffer full; dropping the oldest minute"
-            );
-            pending.drop_oldest_minute();
+        if let Ok(mut s) = self.spare.lock() {
+            *s = taken;
         }
-        false
+        written
     }
 }
 
@@ -402,13 +424,21 @@ mod spend_tests {
         meter.record(use_of(&row(60, "k1", "gpt-4o", 1)));
         assert!(meter.flush().await);
         assert_eq!(store.written.lock().unwrap().len(), 3);
-        // This minute's rows stay, zeroed (the old minute's is gone), and are not written again.
-        let held = meter.pending.lock().unwrap().len();
-        assert!(held <= 2, "{held} rows held");
+        // This minute's rows stay, zeroed, in the spare table (the old minute's is gone), and
+        // are not written again.
+        let held = |t: &Mutex<Tally>| {
+            let t = t.lock().unwrap();
+            (t.len(), t.pending())
+        };
+        assert_eq!(held(&meter.pending), (0, 0));
+        assert_eq!(held(&meter.spare), (2, 0));
         assert!(meter.flush().await);
         assert_eq!(store.written.lock().unwrap().len(), 3);
-        // A later use adds to its kept row and only that row is written.
+        // The next flush swapped them in: a later use adds to its kept row (no new row), and
+        // only that row is written.
+        assert_eq!(held(&meter.pending), (2, 0));
         meter.record(use_of(&row(minute, "k1", "gpt-4o", 5)));
+        assert_eq!(held(&meter.pending), (2, 1));
         assert!(meter.flush().await);
         let written = store.written.lock().unwrap().clone();
         assert_eq!(written.len(), 4);
@@ -467,6 +497,76 @@ mod spend_tests {
         async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
             Ok(0)
         }
+    }
+
+    /// A usage store whose writes wait for `release` once `hold` is set, and keep their rows.
+    #[derive(Default)]
+    struct GatedUsage {
+        hold: std::sync::atomic::AtomicBool,
+        writing: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+        written: std::sync::Mutex<Vec<UsageRow>>,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for GatedUsage {
+        async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
+            if self.hold.load(Ordering::SeqCst) {
+                self.writing.notify_one();
+                self.release.notified().await;
+            }
+            self.written.lock().unwrap().extend_from_slice(rows);
+            Ok(())
+        }
+        async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
+            Ok(Vec::new())
+        }
+        async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn uses_recorded_during_a_write_are_written_once_by_the_next_flush() {
+        let store = Arc::new(GatedUsage::default());
+        let meter = Arc::new(Meter::new(store.clone()));
+        let now = keyplane_core::time::now();
+        let minute = now - now.rem_euclid(60);
+        meter.record(use_of(&row(minute, "k1", "gpt-4o", 1)));
+        assert!(meter.flush().await);
+        // The next write stalls; requests go on recording meanwhile, into the live table.
+        meter.record(use_of(&row(minute, "k1", "gpt-4o", 2)));
+        store.hold.store(true, Ordering::SeqCst);
+        let writing = store.writing.notified();
+        let flush = tokio::spawn({
+            let meter = meter.clone();
+            async move { meter.flush().await }
+        });
+        writing.await;
+        meter.record(use_of(&row(minute, "k1", "gpt-4o", 4)));
+        meter.record(use_of(&row(minute, "k2", "gpt-4o", 8)));
+        store.hold.store(false, Ordering::SeqCst);
+        store.release.notify_one();
+        assert!(flush.await.unwrap());
+        assert!(meter.flush().await);
+        assert!(meter.flush().await, "nothing left");
+        let mut written: Vec<(String, i64, i64)> = store
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.api_key_id.clone(), r.requests, r.input_tokens))
+            .collect();
+        written.sort();
+        assert_eq!(
+            written,
+            vec![
+                ("k1".into(), 1, 10),
+                ("k1".into(), 2, 20),
+                ("k1".into(), 4, 40),
+                ("k2".into(), 8, 80),
+            ]
+        );
     }
 
     #[tokio::test]
