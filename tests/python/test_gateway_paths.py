@@ -1,5 +1,6 @@
-"""Hostile paths on the gateway: dot segments must never reach the upstream, where URL
-normalization would let them leave the provider's base path with the organization's credential."""
+"""Hostile paths on the gateway: dot segments and look-alikes of the Admin API must never reach
+the upstream, where URL normalization would let them leave the provider's base path, or reach
+its own organization endpoints, with the organization's credential."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from kputil import assert_error, uniq
         "/v1/%2e%2e/organization/projects",
         "/v1/files/%2E%2E%2Fsecrets",
         "/v1/./chat/completions",
+        "/v1//organization/projects",
+        "/v1/%6Frganization/projects",
+        "/v1/ORGANIZATION/admin_api_keys",
     ],
 )
 def test_dot_segments_are_refused_and_never_forwarded(server, path):
@@ -26,7 +30,7 @@ def test_dot_segments_are_refused_and_never_forwarded(server, path):
     assert resp.status in (400, 404), resp
     if resp.status == 404:
         assert_error(resp, 404)
-    assert server.mock.requests_with(marker) == [], "a dot-segment path reached the upstream"
+    assert server.mock.requests_with(marker) == [], f"{path} reached the upstream"
 
 
 def test_ordinary_paths_still_forward(server):

@@ -267,6 +267,20 @@ fn escapes_base(path: &str) -> bool {
     })
 }
 
+/// A path whose first segment is `organization` once an upstream normalizes it: repeated
+/// slashes merged (`/v1//organization`, as nginx does), percent-encoding decoded
+/// (`/v1/%6Frganization`) or case folded (`/v1/ORGANIZATION`). The Admin API is Keyplane's own
+/// (`/v1/organization/*` never reaches the gateway), and its look-alikes are refused rather
+/// than sent upstream with the organization's credential.
+fn reaches_admin_api(path: &str) -> bool {
+    path.split('/')
+        .find(|segment| !segment.is_empty())
+        .is_some_and(|first| {
+            let decoded: Vec<u8> = percent_encoding::percent_decode_str(first).collect();
+            decoded.eq_ignore_ascii_case(b"organization")
+        })
+}
+
 /// The `model` field of a multipart form body, if any.
 fn multipart_model(body: &[u8]) -> Option<String> {
     const FIELD: &[u8] = b"name=\"model\"";
@@ -358,7 +372,7 @@ async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiEr
         .path()
         .strip_prefix("/v1")
         .unwrap_or(parts.uri.path());
-    if escapes_base(path) {
+    if escapes_base(path) || reaches_admin_api(path) {
         return Err(ApiError::NotFound(format!(
             "Invalid URL ({} {}).",
             parts.method,
@@ -873,6 +887,28 @@ mod tests {
             "/a..b",
         ] {
             assert!(!escapes_base(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn admin_api_look_alikes_never_reach_the_upstream() {
+        for bad in [
+            "//organization/projects",
+            "/%6Frganization/projects",
+            "/ORGANIZATION/admin_api_keys",
+            "/Organization",
+            "///%6f%72%67anization",
+        ] {
+            assert!(reaches_admin_api(bad), "{bad}");
+        }
+        for good in [
+            "/chat/completions",
+            "/organizations/x",
+            "/files/organization",
+            "/",
+            "",
+        ] {
+            assert!(!reaches_admin_api(good), "{good}");
         }
     }
 
