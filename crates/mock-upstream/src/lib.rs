@@ -159,6 +159,19 @@ pub async fn serve(
         .await
 }
 
+/// Listens on `listen` with a deep accept queue, as a provider's front end has: a burst of new
+/// connections from the proxy under test must not overflow the 128 that `TcpListener::bind`
+/// asks for and stall in SYN retransmission.
+pub fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match listen {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(4096)
+}
+
 /// A mock upstream running on the current Tokio runtime. Dropping it stops the server.
 pub struct MockUpstream {
     addr: SocketAddr,
@@ -170,7 +183,7 @@ pub struct MockUpstream {
 /// Binds `listen` (port 0 picks a free port) and serves in a background task, remembering the
 /// last `record` requests.
 pub async fn spawn(listen: SocketAddr, record: usize) -> std::io::Result<MockUpstream> {
-    let listener = TcpListener::bind(listen).await?;
+    let listener = bind(listen)?;
     let addr = listener.local_addr()?;
     let traffic = Arc::new(Traffic::new(record));
     let app = build(traffic.clone());

@@ -5,7 +5,6 @@ use anyhow::Context;
 use clap::Parser;
 use std::io::Write;
 use std::net::SocketAddr;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// An OpenAI-compatible fake provider for Keyplane's tests and benchmarks.
@@ -28,8 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = keyplane_mock_upstream::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     announce(addr)?;

@@ -249,12 +249,32 @@ const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often spend alerts are evaluated.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Connections the kernel queues for Keyplane before they are accepted (it caps the figure at
+/// `net.core.somaxconn`, 4096 by default). `TcpListener::bind` asks for 128: when clients opened
+/// hundreds of connections at once (every pooled one busy during a hiccup), the queue
+/// overflowed, the kernel dropped their handshakes, and their requests waited out 1–3 s of SYN
+/// retransmission (`nstat` TcpExtListenOverflows, docs/benchmarks.md).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as `TcpListener::bind` does on
+/// Unix (a restart does not wait for the old connections' TIME_WAIT).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// `keyplane serve`: open (and if empty, initialize) the database, then serve until
 /// SIGINT/SIGTERM, flushing pending `last_used_at` updates on the way out.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     // A default public URL names the address really bound (`--listen 127.0.0.1:0` included).
     if config.public_url == format!("http://{}", config.listen) {
@@ -448,5 +468,38 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_listener_queues_a_burst_of_connections_before_any_is_accepted() {
+        // The kernel caps the queue at `net.core.somaxconn`; below 200 there is nothing to tell
+        // apart from the standard library's 128.
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let burst = somaxconn.min(600) - 8;
+        if burst < 200 {
+            return;
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: every completed handshake waits in the queue. With a queue of 128,
+        // the 130th connect gets no SYN-ACK and waits out a retransmission (1 s).
+        let connected = tokio::task::spawn_blocking(move || {
+            (0..burst)
+                .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
+                .take_while(Result::is_ok)
+                .count()
+        })
+        .await
+        .unwrap();
+        assert_eq!(connected, burst);
+        drop(listener);
     }
 }
