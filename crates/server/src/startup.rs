@@ -254,11 +254,11 @@ const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 /// hundreds of connections at once (every pooled one busy during a hiccup), the queue
 /// overflowed, the kernel dropped their handshakes, and their requests waited out 1–3 s of SYN
 /// retransmission (`nstat` TcpExtListenOverflows, docs/benchmarks.md).
-pub const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Listens on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as `TcpListener::bind` does on
 /// Unix (a restart does not wait for the old connections' TIME_WAIT).
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

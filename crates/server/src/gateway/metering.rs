@@ -292,30 +292,34 @@ impl Meter {
         };
         let rows = taken.take();
         taken.drop_idle_before(current);
-        let written = rows.is_empty()
-            || {
-                match self.store.add_usage(&rows).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping rows buffered");
-                        false
+        let result = if rows.is_empty() {
+            Ok(())
+        } else {
+            self.store.add_usage(&rows).await
+        };
+        let written = result.is_ok();
+        match result {
+            Ok(()) => taken.recycle(rows, current),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    rows = rows.len(),
+                    "usage flush failed; keeping rows buffered"
+                );
+                // Back into the live table, merged with what requests added meanwhile.
+                if let Ok(mut live) = self.pending.lock() {
+                    for row in rows {
+                        live.merge_row(row);
+                    }
+                    let buffered = live.len();
+                    if buffered > MAX_BUFFERED_ROWS {
+                        tracing::error!(
+                            rows = buffered,
+                            "usage buffer full; dropping the oldest minute"
+                        );
+                        live.drop_oldest_minute();
                     }
                 }
-            };
-        if written {
-            taken.recycle(rows, current);
-        } else if let Ok(mut live) = self.pending.lock() {
-            // Back into the live table, merged with what requests added meanwhile.
-            for row in rows {
-                live.merge_row(row);
-            }
-            let buffered = live.len();
-            if buffered > MAX_BUFFERED_ROWS {
-                tracing::error!(
-                    rows = buffered,
-                    "usage buffer full; dropping the oldest minute"
-                );
-                live.drop_oldest_minute();
             }
         }
         if let Ok(mut s) = self.spare.lock() {
@@ -474,16 +478,24 @@ mod spend_tests {
         assert_eq!(tally.len(), 0);
     }
 
-    /// A usage store that fails its first `fail` writes and keeps what it was given.
+    /// A usage store that fails its first `fail` writes, holds its writes until `release` while
+    /// `hold` is set, and keeps what it was given.
     #[derive(Default)]
     struct FlakyUsage {
         fail: AtomicUsize,
+        hold: std::sync::atomic::AtomicBool,
+        writing: tokio::sync::Notify,
+        release: tokio::sync::Notify,
         written: std::sync::Mutex<Vec<UsageRow>>,
     }
 
     #[async_trait::async_trait]
     impl UsageStore for FlakyUsage {
         async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
+            if self.hold.load(Ordering::SeqCst) {
+                self.writing.notify_one();
+                self.release.notified().await;
+            }
             if self.fail.load(Ordering::SeqCst) > 0 {
                 self.fail.fetch_sub(1, Ordering::SeqCst);
                 return Err(keyplane_core::ports::StoreError::Unavailable("down".into()));
@@ -499,36 +511,9 @@ mod spend_tests {
         }
     }
 
-    /// A usage store whose writes wait for `release` once `hold` is set, and keep their rows.
-    #[derive(Default)]
-    struct GatedUsage {
-        hold: std::sync::atomic::AtomicBool,
-        writing: tokio::sync::Notify,
-        release: tokio::sync::Notify,
-        written: std::sync::Mutex<Vec<UsageRow>>,
-    }
-
-    #[async_trait::async_trait]
-    impl UsageStore for GatedUsage {
-        async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
-            if self.hold.load(Ordering::SeqCst) {
-                self.writing.notify_one();
-                self.release.notified().await;
-            }
-            self.written.lock().unwrap().extend_from_slice(rows);
-            Ok(())
-        }
-        async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
-            Ok(Vec::new())
-        }
-        async fn cost_since(&self, _p: Option<&ProjectId>, _since: i64) -> StoreResult<i64> {
-            Ok(0)
-        }
-    }
-
     #[tokio::test]
     async fn uses_recorded_during_a_write_are_written_once_by_the_next_flush() {
-        let store = Arc::new(GatedUsage::default());
+        let store = Arc::new(FlakyUsage::default());
         let meter = Arc::new(Meter::new(store.clone()));
         let now = keyplane_core::time::now();
         let minute = now - now.rem_euclid(60);

@@ -276,8 +276,12 @@ fn reaches_admin_api(path: &str) -> bool {
     path.split('/')
         .find(|segment| !segment.is_empty())
         .is_some_and(|first| {
-            let decoded: Vec<u8> = percent_encoding::percent_decode_str(first).collect();
-            decoded.eq_ignore_ascii_case(b"organization")
+            // Compared byte by byte as it decodes: nothing is allocated on the request path.
+            let mut decoded = percent_encoding::percent_decode_str(first);
+            b"organization"
+                .iter()
+                .all(|c| decoded.next().is_some_and(|d| d.eq_ignore_ascii_case(c)))
+                && decoded.next().is_none()
         })
 }
 
