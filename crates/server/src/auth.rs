@@ -58,49 +58,65 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return next.run(req).await;
     }
     let admin_route = path == "/v1/organization" || path.starts_with("/v1/organization/");
-    // Owned before any await: the request body is not `Sync`.
-    let raw = bearer(req.headers()).map(str::to_owned);
-    let result = async {
-        let raw = raw?;
-        let key = state.verifier.verify(&raw, keyplane_core::time::now()).await?;
-        if admin_route {
-            KeyVerifier::require_kind(&key, &[KeyKind::Admin], "an admin key (sk-admin-…); create one with `keyplane init` or POST /v1/organization/admin_api_keys")?;
-        } else {
-            KeyVerifier::require_kind(
-                &key,
-                &[KeyKind::Project, KeyKind::ServiceAccount],
-                "a project key (sk-proj-…) or service account key (sk-svcacct-…)",
-            )?;
-        }
-        Ok::<_, ApiError>(key)
+    match attach_caller(&state, &mut req, admin_route).await {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => refuse(req, refusal).await,
     }
-    .await;
-    match result {
-        Ok(key) => {
-            tracing::Span::current().record("key_id", key.id.as_str());
-            req.extensions_mut().insert(Verified(key));
-            next.run(req).await
-        }
-        Err(e) => {
-            // Read (a bounded amount of) the body first: refusing before it has arrived would
-            // cost the client its kept-alive connection. A client that holds the body back
-            // is told the connection closes instead.
-            let drained = tokio::time::timeout(
-                DRAIN_WAIT,
-                axum::body::to_bytes(req.into_body(), DRAIN_LIMIT),
-            )
-            .await
-            .is_ok_and(|r| r.is_ok());
-            let mut response = e.into_response();
-            if !drained {
-                response.headers_mut().insert(
-                    header::CONNECTION,
-                    axum::http::HeaderValue::from_static("close"),
-                );
-            }
-            response
-        }
+}
+
+/// The gateway's entrance ([`crate::router`] sends its requests here without routing them):
+/// the same verification as [`authenticate`], then the gateway.
+pub async fn authenticate_gateway(state: AppState, mut req: Request) -> Response {
+    match attach_caller(&state, &mut req, false).await {
+        Ok(()) => crate::gateway::forward(State(state), req).await,
+        Err(refusal) => refuse(req, refusal).await,
     }
+}
+
+/// Verifies the request's key for an Admin API route (`admin_route`) or a gateway one, and
+/// attaches it as [`Verified`].
+async fn attach_caller(
+    state: &AppState,
+    req: &mut Request,
+    admin_route: bool,
+) -> Result<(), ApiError> {
+    let raw = bearer(req.headers())?;
+    let key = state
+        .verifier
+        .verify(raw, keyplane_core::time::now())
+        .await?;
+    if admin_route {
+        KeyVerifier::require_kind(&key, &[KeyKind::Admin], "an admin key (sk-admin-…); create one with `keyplane init` or POST /v1/organization/admin_api_keys")?;
+    } else {
+        KeyVerifier::require_kind(
+            &key,
+            &[KeyKind::Project, KeyKind::ServiceAccount],
+            "a project key (sk-proj-…) or service account key (sk-svcacct-…)",
+        )?;
+    }
+    tracing::Span::current().record("key_id", key.id.as_str());
+    req.extensions_mut().insert(Verified(key));
+    Ok(())
+}
+
+/// The refusal of a request whose key did not verify. (A bounded amount of) the body is read
+/// first: refusing before it has arrived would cost the client its kept-alive connection. A
+/// client that holds the body back is told the connection closes instead.
+async fn refuse(req: Request, refusal: ApiError) -> Response {
+    let drained = tokio::time::timeout(
+        DRAIN_WAIT,
+        axum::body::to_bytes(req.into_body(), DRAIN_LIMIT),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let mut response = refusal.into_response();
+    if !drained {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// How much of a refused request's body is read to keep the connection reusable, and for how

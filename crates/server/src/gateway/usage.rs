@@ -64,10 +64,72 @@ struct WireBody {
 /// `usage` of a whole JSON response (top-level, or `response.usage`); `None` when absent or
 /// the body is not JSON.
 pub fn from_body(body: &[u8]) -> Option<Usage> {
+    if let Some(usage) = top_level_usage_from_end(body) {
+        return Some(usage);
+    }
     let b: WireBody = serde_json::from_slice(body).ok()?;
     b.usage
         .or_else(|| b.response.and_then(|r| r.usage))
         .map(Usage::from)
+}
+
+/// The top-level `usage` object of a response, found from the end of the body: providers put
+/// `usage` last or nearly so, and reading the whole response to reach it cost about a tenth of
+/// the gateway's work per request. The last `"usage"` key is taken when what follows its value
+/// closes exactly the outermost object (so it is not nested at any depth). `None` sends the
+/// caller to the whole parse (usage absent, `null`, nested, or followed by a nested one).
+fn top_level_usage_from_end(body: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = memmem::rfind(body, KEY)?;
+    // A quote after `{` or `,` opens a string in valid JSON (inside a string it would close
+    // it, and `usage` could not follow): this is a key.
+    let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace())?;
+    if !matches!(before, b'{' | b',') {
+        return None;
+    }
+    let rest = trim_start(&body[at + KEY.len()..]);
+    let value = trim_start(rest.strip_prefix(b":")?);
+    if value.first() != Some(&b'{') {
+        return None;
+    }
+    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<WireUsage>();
+    let usage = values.next()?.ok()?;
+    closes_outermost(&value[values.byte_offset()..]).then(|| usage.into())
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Whether `tail`, the JSON that follows an object's member, closes that object and nothing
+/// comes after it: the object is then the outermost one.
+fn closes_outermost(tail: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in tail.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b'}' => return tail[i + 1..].iter().all(u8::is_ascii_whitespace),
+            b']' => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Splits an SSE byte stream into events, notes the usage they carry, and drops the usage-only
@@ -297,6 +359,53 @@ mod tests {
         assert_eq!(from_body(br#"{"usage":null}"#), None);
         let both = br#"{"usage":null,"response":{"usage":{"input_tokens":1}}}"#;
         assert_eq!(from_body(both).map(|u| u.input), Some(1));
+    }
+
+    #[test]
+    fn usage_read_from_the_end_is_what_the_whole_parse_reads() {
+        let whole = |body: &[u8]| {
+            serde_json::from_slice::<WireBody>(body)
+                .ok()
+                .and_then(|b| b.usage.or_else(|| b.response.and_then(|r| r.usage)))
+                .map(Usage::from)
+        };
+        let bodies: &[&[u8]] = &[
+            br#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}},"service_tier":"default","system_fingerprint":"fp_1"}"#,
+            b"{\n  \"object\": \"list\",\n  \"usage\" :\n {\"prompt_tokens\": 9, \"total_tokens\": 9}\n}\n",
+            br#"{"usage":{"input_tokens":4,"output_tokens":6,"input_tokens_details":{"cached_tokens":1}},"output":[]}"#,
+            // Found from the end but nested: the whole parse decides.
+            br#"{"usage":{"prompt_tokens":1},"choices":[{"usage":{"prompt_tokens":99}}]}"#,
+            br#"{"usage":{"prompt_tokens":1},"x":{"usage":{"prompt_tokens":99}}}"#,
+            br#"{"choices":[{"usage":{"prompt_tokens":99}}]}"#,
+            br#"[{"usage":{"prompt_tokens":99}}]"#,
+            br#"{"response":{"usage":{"input_tokens":2,"output_tokens":3}}}"#,
+            // Not keys, or not objects.
+            br#"{"usage":{"prompt_tokens":1},"content":"usage"}"#,
+            br#"{"usage":{"prompt_tokens":1},"tags":["a","usage"]}"#,
+            br#"{"usage":{"prompt_tokens":1},"s":"{\"usage\":{\"prompt_tokens\":99}}"}"#,
+            br#"{"usage":null}"#,
+            br#"{"usage":7}"#,
+            // A string after the usage object holding brackets and escaped quotes.
+            br#"{"usage":{"prompt_tokens":8},"fp":"a\"}]\\"}"#,
+            // Broken or trailing input.
+            br#"{"usage":{"prompt_tokens":1}} {"#,
+            br#"{"usage":{"prompt_tokens":1}"#,
+            br#"{"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"usage":{"prompt_tokens":1}}]"#,
+            b"",
+        ];
+        for body in bodies {
+            assert_eq!(
+                from_body(body),
+                whole(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(top_level_usage_from_end(bodies[0]).is_some());
+        assert!(top_level_usage_from_end(bodies[1]).is_some());
+        assert!(top_level_usage_from_end(bodies[3]).is_none());
+        assert!(top_level_usage_from_end(bodies[13]).is_some());
     }
 
     #[test]
