@@ -271,3 +271,58 @@ async fn public_routes_need_no_key() {
     assert_eq!(s, StatusCode::OK);
     assert!(doc.is_object());
 }
+
+#[tokio::test]
+async fn the_gateway_entrance_takes_gateway_paths_only() {
+    let app = TestApp::spawn().await;
+    let (_, project) = app
+        .admin(
+            Method::POST,
+            "/v1/organization/projects",
+            Some(r#"{"name":"p"}"#),
+        )
+        .await;
+    let pid = project["id"].as_str().unwrap();
+    let (_, key) = app
+        .admin(
+            Method::POST,
+            &format!("/v1/organization/projects/{pid}/api_keys"),
+            Some(r#"{"name":"k"}"#),
+        )
+        .await;
+    let value = key["value"].as_str().unwrap().to_owned();
+    // Keyplane's own /v1 routes stay the router's: no key needed, the method checked there.
+    let (s, _) = app.call(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, body) = app
+        .call(Method::GET, "/v1/invites/accept", None, None)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_error(&body);
+    // Gateway paths: the key is verified and must be a project key.
+    let (s, body) = app.call(Method::GET, "/v1/models", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    let (s, body) = app.admin(Method::GET, "/v1/models", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("project key"));
+    let (s, body) = app
+        .call(
+            Method::GET,
+            "/v1//organization/projects",
+            Some(&value),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body);
+    // Outside /v1, an unknown path is the router's 404, whatever the key.
+    let (s, body) = app
+        .call(Method::GET, "/v2/chat/completions", Some(&value), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body);
+}
