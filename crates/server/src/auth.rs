@@ -58,29 +58,33 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return next.run(req).await;
     }
     let admin_route = path == "/v1/organization" || path.starts_with("/v1/organization/");
-    match attach_caller(&state, &mut req, admin_route).await {
-        Ok(()) => next.run(req).await,
+    match verify_caller(&state, req.headers(), admin_route).await {
+        Ok(key) => {
+            req.extensions_mut().insert(Verified(key));
+            next.run(req).await
+        }
         Err(refusal) => refuse(req, refusal).await,
     }
 }
 
 /// The gateway's entrance ([`crate::router`] sends its requests here without routing them):
-/// the same verification as [`authenticate`], then the gateway.
-pub async fn authenticate_gateway(state: AppState, mut req: Request) -> Response {
-    match attach_caller(&state, &mut req, false).await {
-        Ok(()) => crate::gateway::forward(State(state), req).await,
+/// the same verification as [`authenticate`], then the gateway, handed the key directly.
+pub async fn authenticate_gateway(state: AppState, req: Request) -> Response {
+    match verify_caller(&state, req.headers(), false).await {
+        Ok(key) => crate::gateway::forward(state, key, req).await,
         Err(refusal) => refuse(req, refusal).await,
     }
 }
 
-/// Verifies the request's key for an Admin API route (`admin_route`) or a gateway one, and
-/// attaches it as [`Verified`].
-async fn attach_caller(
+/// Verifies the bearer key in `headers` for an Admin API route (`admin_route`) or a gateway
+/// one. (It takes the headers, not the request: a borrowed request held across the await would
+/// need its body to be `Sync`.)
+async fn verify_caller(
     state: &AppState,
-    req: &mut Request,
+    headers: &HeaderMap,
     admin_route: bool,
-) -> Result<(), ApiError> {
-    let raw = bearer(req.headers())?;
+) -> Result<Arc<ApiKey>, ApiError> {
+    let raw = bearer(headers)?;
     let key = state
         .verifier
         .verify(raw, keyplane_core::time::now())
@@ -95,8 +99,7 @@ async fn attach_caller(
         )?;
     }
     tracing::Span::current().record("key_id", key.id.as_str());
-    req.extensions_mut().insert(Verified(key));
-    Ok(())
+    Ok(key)
 }
 
 /// The refusal of a request whose key did not verify. (A bounded amount of) the body is read

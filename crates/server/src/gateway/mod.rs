@@ -10,11 +10,10 @@ pub mod policy;
 pub mod upstream;
 pub mod usage;
 
-use crate::auth::Verified;
 use crate::config::{Config, Upstream};
 use crate::error::ApiError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -351,21 +350,20 @@ fn missing_scope(key: &ApiKey, scope: &str) -> ApiError {
     ))
 }
 
-/// The `/v1/*` fallback handler.
-pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
-    match forward_inner(&state, req).await {
+/// Serves a `/v1/*` request whose `key` [`crate::auth::authenticate_gateway`] verified.
+pub async fn forward(state: AppState, key: Arc<ApiKey>, req: Request) -> Response {
+    match forward_inner(&state, key, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn forward_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+async fn forward_inner(
+    state: &AppState,
+    key: Arc<ApiKey>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let gw = &state.gateway;
-    let key = req
-        .extensions()
-        .get::<Verified>()
-        .map(|v| v.0.clone())
-        .ok_or_else(|| ApiError::Internal("gateway reached without a caller".into()))?;
     let project_id = key
         .project_id
         .as_ref()

@@ -79,30 +79,29 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 /// closes exactly the outermost object (so it is not nested at any depth). `None` sends the
 /// caller to the whole parse (usage absent, `null`, nested, or followed by a nested one).
 fn top_level_usage_from_end(body: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\"";
-    let at = memmem::rfind(body, KEY)?;
+    let at = memmem::rfind(body, USAGE_KEY)?;
     // A quote after `{` or `,` opens a string in valid JSON (inside a string it would close
     // it, and `usage` could not follow): this is a key.
-    let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace())?;
-    if !matches!(before, b'{' | b',') {
+    if !matches!(body[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
         return None;
     }
-    let rest = trim_start(&body[at + KEY.len()..]);
-    let value = trim_start(rest.strip_prefix(b":")?);
-    if value.first() != Some(&b'{') {
-        return None;
-    }
+    let value = object_after_key(body, at)?;
     let mut values = serde_json::Deserializer::from_slice(value).into_iter::<WireUsage>();
     let usage = values.next()?.ok()?;
     closes_outermost(&value[values.byte_offset()..]).then(|| usage.into())
 }
 
-fn trim_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    &bytes[start..]
+/// `"usage"`, as it appears as a key.
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
+/// The value of the [`USAGE_KEY`] found at `at` in `json`, from its opening brace, when it is
+/// an object (a colon and the brace follow, whitespace allowed).
+fn object_after_key(json: &[u8], at: usize) -> Option<&[u8]> {
+    let value = json[at + USAGE_KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    (value.first() == Some(&b'{')).then_some(value)
 }
 
 /// Whether `tail`, the JSON that follows an object's member, closes that object and nothing
@@ -124,7 +123,7 @@ fn closes_outermost(tail: &[u8]) -> bool {
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' if depth > 0 => depth -= 1,
-            b'}' => return tail[i + 1..].iter().all(u8::is_ascii_whitespace),
+            b'}' => return tail[i + 1..].trim_ascii_start().is_empty(),
             b']' => return false,
             _ => {}
         }
@@ -220,15 +219,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 
 /// Whether the event holds `"usage":` followed by an object (not `null`).
 fn has_usage_object(event: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"usage\"";
-    memmem::find_iter(event, KEY).any(|at| {
-        let value = event[at + KEY.len()..]
-            .iter()
-            .skip_while(|b| b.is_ascii_whitespace())
-            .skip(1) // the colon
-            .find(|b| !b.is_ascii_whitespace());
-        value == Some(&b'{')
-    })
+    memmem::find_iter(event, USAGE_KEY).any(|at| object_after_key(event, at).is_some())
 }
 
 /// The concatenated `data:` lines of one event.

@@ -94,6 +94,28 @@ impl TestApp {
         self.call(method, path, Some(&self.admin_key.clone()), body)
             .await
     }
+
+    /// Creates a project and a key in it; returns the project's id and the key's value.
+    pub async fn project_with_key(&self) -> (String, String) {
+        let (s, project) = self
+            .admin(
+                Method::POST,
+                "/v1/organization/projects",
+                Some(r#"{"name":"p"}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{project}");
+        let pid = project["id"].as_str().unwrap().to_owned();
+        let (s, key) = self
+            .admin(
+                Method::POST,
+                &format!("/v1/organization/projects/{pid}/api_keys"),
+                Some(r#"{"name":"k"}"#),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{key}");
+        (pid, key["value"].as_str().unwrap().to_owned())
+    }
 }
 
 /// Asserts OpenAI's error envelope with all four keys.

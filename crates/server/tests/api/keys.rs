@@ -49,23 +49,7 @@ async fn a_deleted_admin_key_fails_on_its_very_next_request() {
 #[tokio::test]
 async fn keys_of_an_archived_project_stop_working_at_once() {
     let app = TestApp::spawn().await;
-    let (_, project) = app
-        .admin(
-            Method::POST,
-            "/v1/organization/projects",
-            Some(r#"{"name":"p"}"#),
-        )
-        .await;
-    let pid = project["id"].as_str().unwrap();
-    let (s, key) = app
-        .admin(
-            Method::POST,
-            &format!("/v1/organization/projects/{pid}/api_keys"),
-            Some(r#"{"name":"k"}"#),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{key}");
-    let value = key["value"].as_str().unwrap().to_owned();
+    let (pid, value) = app.project_with_key().await;
     assert!(value.starts_with("sk-proj-"));
     // A project key is refused on the Admin API, with a message naming the key it needs.
     let (s, body) = app
@@ -275,22 +259,7 @@ async fn public_routes_need_no_key() {
 #[tokio::test]
 async fn the_gateway_entrance_takes_gateway_paths_only() {
     let app = TestApp::spawn().await;
-    let (_, project) = app
-        .admin(
-            Method::POST,
-            "/v1/organization/projects",
-            Some(r#"{"name":"p"}"#),
-        )
-        .await;
-    let pid = project["id"].as_str().unwrap();
-    let (_, key) = app
-        .admin(
-            Method::POST,
-            &format!("/v1/organization/projects/{pid}/api_keys"),
-            Some(r#"{"name":"k"}"#),
-        )
-        .await;
-    let value = key["value"].as_str().unwrap().to_owned();
+    let (_, value) = app.project_with_key().await;
     // Keyplane's own /v1 routes stay the router's: no key needed, the method checked there.
     let (s, _) = app.call(Method::GET, "/v1/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
