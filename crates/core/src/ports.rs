@@ -141,6 +141,9 @@ pub trait ChangeFeed: Send + Sync {
     async fn publish(&self, payload: &str) -> StoreResult<()>;
     /// Starts listening; `None` when this backend cannot push.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn ChangeSubscription>>>;
+    /// The store's revision: moved by every audited write, in its transaction. The same value
+    /// read twice means no such write committed in between.
+    async fn revision(&self) -> StoreResult<i64>;
 }
 
 #[async_trait]

@@ -4,9 +4,15 @@
 //! project, an owner removed) or a project's policy is applied to this instance's caches
 //! synchronously by [`Changes::apply`], then published on the store's change feed
 //! (PostgreSQL LISTEN/NOTIFY) so the other instances apply it within milliseconds. A
-//! [`reconcile`](Changes::reconcile) pass re-reads everything cached at a fixed interval, and at
-//! once after the feed's connection was lost: the safety net for a missed message, and the whole
-//! mechanism on SQLite, which cannot push.
+//! [`reconcile`](Changes::reconcile) pass at a fixed interval, and at once after the feed's
+//! connection was lost, is the safety net for a missed message and the whole mechanism on
+//! SQLite, which cannot push.
+//!
+//! A pass first reads the store's revision, which every audited write moves in its own
+//! transaction. Only when it moved since the last full pass are the cached keys and policies
+//! read again (a read costs about as much per key as a request does); otherwise the caches are
+//! confirmed as they are. A full pass still runs at least every [`FULL_PASS_EVERY`], for writes
+//! made around Keyplane (by hand in the database, or by an older Keyplane during an upgrade).
 
 use crate::gateway::policy::Policies;
 use crate::keycache::KeyVerifier;
@@ -15,8 +21,11 @@ use keyplane_core::keys::KeyId;
 use keyplane_core::model::KeyOwnerId;
 use keyplane_core::ports::ChangeFeed;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest the caches go without being read again in full, whatever the revision says.
+pub const FULL_PASS_EVERY: Duration = Duration::from_secs(600);
 
 /// What changed, as far as the caches are concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +103,19 @@ pub struct Changes {
     feed: Arc<dyn ChangeFeed>,
     verifier: Arc<KeyVerifier>,
     policies: Arc<Policies>,
+    /// The store's revision before the last full pass that succeeded, and when it ran.
+    last_full: Mutex<Option<(i64, Instant)>>,
+}
+
+/// What a [`Changes::reconcile`] pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Every cached key and policy was read again.
+    Full,
+    /// The revision had not moved: the caches were confirmed without reading them.
+    Unchanged,
+    /// The database could not be read; the caches are as they were.
+    Failed,
 }
 
 impl Changes {
@@ -107,6 +129,7 @@ impl Changes {
             feed,
             verifier,
             policies,
+            last_full: Mutex::new(None),
         }
     }
 
@@ -171,11 +194,29 @@ impl Changes {
         }
     }
 
-    /// Re-reads every cached key and policy; a failure (database down) leaves the caches as
-    /// they are.
-    pub async fn reconcile(&self) {
-        let started = std::time::Instant::now();
-        match self.verifier.reconcile(keyplane_core::time::now()).await {
+    /// Re-reads every cached key and policy when the store's revision moved since the last
+    /// full pass (or that pass is [`FULL_PASS_EVERY`] old); a failure (database down) leaves
+    /// the caches as they are.
+    pub async fn reconcile(&self) -> Reconciled {
+        let now = keyplane_core::time::now();
+        // Read before the pass: a write committed during it moves the revision past this value,
+        // so the next pass reads again.
+        let revision = match self.feed.revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's revision; serving from memory");
+                return Reconciled::Failed;
+            }
+        };
+        let last = *self.last_full.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, at)) = last {
+            if seen == revision && at.elapsed() < FULL_PASS_EVERY {
+                self.verifier.confirm(now);
+                return Reconciled::Unchanged;
+            }
+        }
+        let started = Instant::now();
+        match self.verifier.reconcile(now).await {
             Ok(changed) => tracing::debug!(
                 changed,
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -183,12 +224,15 @@ impl Changes {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "key cache reconciliation failed; serving from memory");
-                return;
+                return Reconciled::Failed;
             }
         }
         if let Err(e) = self.policies.reconcile().await {
             tracing::warn!(error = %e, "policy cache reconciliation failed");
+            return Reconciled::Failed;
         }
+        *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = Some((revision, started));
+        Reconciled::Full
     }
 
     /// Listens on the change feed and reconciles every `interval` (and right after the feed
@@ -209,7 +253,9 @@ impl Changes {
             tick.tick().await;
             loop {
                 tokio::select! {
-                    _ = tick.tick() => self.reconcile().await,
+                    _ = tick.tick() => {
+                        self.reconcile().await;
+                    }
                     _ = stop.changed() => break,
                 }
             }

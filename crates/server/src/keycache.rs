@@ -257,9 +257,15 @@ impl KeyVerifier {
         if changed > 0 {
             tracing::info!(changed, "reconciliation corrected cached keys");
         }
+        self.confirm(now);
+        Ok(changed)
+    }
+
+    /// Records that every cached entry was known at `now` to match the database: read again,
+    /// or nothing written since they were ([`crate::changes`]).
+    pub fn confirm(&self, now: UnixSeconds) {
         self.confirmed_at.fetch_max(now, Ordering::Relaxed);
         self.load_failed_at.store(0, Ordering::Relaxed);
-        Ok(changed)
     }
 
     /// Loads up to `limit` of the most recently used keys into the cache, so a restart under

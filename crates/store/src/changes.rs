@@ -1,8 +1,9 @@
 //! The change feed between instances: PostgreSQL's LISTEN/NOTIFY on one channel. The listener
 //! has a connection of its own, outside the shared pool, so an exhausted pool never delays a
-//! notification.
+//! notification. The store's revision (`store_revision`, moved by every audited write) tells an
+//! instance whether anything its caches hold can have changed since it last read them.
 
-use crate::{db_err, Db, Store};
+use crate::{db_err, on_pool, Db, Store};
 use async_trait::async_trait;
 use keyplane_core::ports::{ChangeFeed, ChangeSubscription, StoreError, StoreResult};
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -40,6 +41,15 @@ impl ChangeFeed for Store {
         let mut listener = PgListener::connect_with(&own).await.map_err(db_err)?;
         listener.listen(CHANNEL).await.map_err(db_err)?;
         Ok(Some(Box::new(PgSubscription { listener })))
+    }
+
+    async fn revision(&self) -> StoreResult<i64> {
+        on_pool!(&self.db, pool => {
+            sqlx::query_scalar("SELECT revision FROM store_revision WHERE id = 1")
+                .fetch_one(pool)
+                .await
+                .map_err(db_err)
+        })
     }
 }
 

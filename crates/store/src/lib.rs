@@ -74,7 +74,11 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// Writes audit events on an open transaction (`&mut *tx`).
+/// Writes audit events on an open transaction (`&mut *tx`), then moves the store's revision
+/// (see `0005_revision.sql`), even when there are no events: every write that calls this is one
+/// the caches may hold. It is the last statement of each transaction that calls it: the
+/// revision's row lock is then held only while committing, and no transaction waits for another
+/// while holding it.
 macro_rules! write_events {
     ($tx:expr, $events:expr) => {
         for event in $events {
@@ -97,6 +101,10 @@ macro_rules! write_events {
             .await
             .map_err($crate::db_err)?;
         }
+        sqlx::query("UPDATE store_revision SET revision = revision + 1 WHERE id = 1")
+            .execute(&mut *$tx)
+            .await
+            .map_err($crate::db_err)?;
     };
 }
 pub(crate) use write_events;

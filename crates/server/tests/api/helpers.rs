@@ -10,7 +10,9 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub router: Router,
     pub admin_key: String,
-    _dir: std::path::PathBuf,
+    /// Cache invalidation and reconciliation, to run a reconciliation pass by hand.
+    pub changes: Arc<keyplane_server::changes::Changes>,
+    dir: std::path::PathBuf,
 }
 
 impl TestApp {
@@ -54,10 +56,16 @@ impl TestApp {
             .unwrap();
         let state = keyplane_server::startup::state(Arc::new(config), store).unwrap();
         TestApp {
+            changes: state.changes.clone(),
             router: keyplane_server::router::build(state),
             admin_key: key.expose().to_owned(),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The SQLite file the app runs on, for writes made around Keyplane.
+    pub fn database_file(&self) -> std::path::PathBuf {
+        self.dir.join("kp.db")
     }
 
     pub async fn call(

@@ -295,3 +295,45 @@ async fn the_gateway_entrance_takes_gateway_paths_only() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_error(&body);
 }
+
+#[tokio::test]
+async fn reconciliation_reads_the_caches_again_only_when_the_store_moved() {
+    use keyplane_server::changes::Reconciled;
+    let app = TestApp::spawn().await;
+    let (_, value) = app.project_with_key().await;
+    // The key passes and is cached (the test's upstream refuses connections: 502).
+    let works = || async {
+        app.call(Method::GET, "/v1/models", Some(&value), None)
+            .await
+            .0
+    };
+    assert_eq!(works().await, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.changes.reconcile().await, Reconciled::Full);
+    assert_eq!(app.changes.reconcile().await, Reconciled::Unchanged);
+
+    // A write around Keyplane does not move the revision: the cache is confirmed as it is,
+    // not read again (until the periodic full pass).
+    let url = format!("sqlite://{}", app.database_file().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let revoked = sqlx::query("UPDATE api_keys SET deleted_at = 1 WHERE kind = 'project'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(revoked.rows_affected(), 1);
+    assert_eq!(app.changes.reconcile().await, Reconciled::Unchanged);
+    assert_eq!(works().await, StatusCode::BAD_GATEWAY);
+
+    // Any audited write moves it: the next pass reads every cached key and drops the revoked one.
+    let (s, body) = app
+        .admin(
+            Method::POST,
+            "/v1/organization/projects",
+            Some(r#"{"name":"another"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(app.changes.reconcile().await, Reconciled::Full);
+    assert_eq!(works().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.changes.reconcile().await, Reconciled::Unchanged);
+    pool.close().await;
+}

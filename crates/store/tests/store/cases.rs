@@ -559,6 +559,56 @@ async fn the_change_feed_pushes_on_postgres_and_is_absent_on_sqlite() {
 }
 
 #[tokio::test]
+async fn every_audited_write_moves_the_revision_once_and_nothing_else_does() {
+    use keyplane_core::ports::ChangeFeed;
+    on_both(|store| async move {
+        assert_eq!(store.revision().await.unwrap(), 0);
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        assert_eq!(store.revision().await.unwrap(), 2);
+        // A write passed no events moves it too.
+        let ids = project_keys(&store, &p, &owner, 1).await;
+        assert_eq!(store.revision().await.unwrap(), 3);
+        // Neither reads nor a key's use, nor a write that changed nothing or failed.
+        store
+            .record_key_use(&[(ids[0].clone(), 100)])
+            .await
+            .unwrap();
+        store.keys_by_ids(&ids).await.unwrap();
+        let again = new_key(
+            KeyKind::Project,
+            Some(p.id.clone()),
+            KeyOwnerId::User(owner.id.clone()),
+        );
+        store.insert_key(&again, &[]).await.unwrap();
+        assert!(store
+            .insert_key(&again, &[event("api_key.created")])
+            .await
+            .is_err());
+        assert_eq!(store.revision().await.unwrap(), 4);
+        assert!(store.delete_key(&ids[0], 20, &[]).await.unwrap());
+        assert!(!store.delete_key(&ids[0], 21, &[]).await.unwrap());
+        assert_eq!(store.revision().await.unwrap(), 5);
+        // Concurrent writes each count once (PostgreSQL: none lost, none deadlocked).
+        let mut writes = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            let k = new_key(
+                KeyKind::Project,
+                Some(p.id.clone()),
+                KeyOwnerId::User(owner.id.clone()),
+            );
+            writes.spawn(async move { store.insert_key(&k, &[event("api_key.created")]).await });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.unwrap().unwrap();
+        }
+        assert_eq!(store.revision().await.unwrap(), 13);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_schema_newer_than_this_build_is_refused_with_a_clear_message() {
     on_both(|store| async move {
         let insert = "INSERT INTO _sqlx_migrations \
