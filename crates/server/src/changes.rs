@@ -211,6 +211,10 @@ impl Changes {
         let last = *self.last_full.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, at)) = last {
             if seen == revision && at.elapsed() < FULL_PASS_EVERY {
+                tracing::debug!(
+                    revision,
+                    "nothing written since the last full pass; caches confirmed"
+                );
                 self.verifier.confirm(now);
                 return Reconciled::Unchanged;
             }

@@ -131,11 +131,7 @@ impl UpstreamClient {
 
     /// The body as a stream that fails with `TimedOut` when the upstream stalls.
     pub fn stream(&self, body: Body) -> IdleLimited {
-        IdleLimited {
-            inner: body.into_data_stream(),
-            idle: self.idle,
-            deadline: Box::pin(tokio::time::sleep(self.idle)),
-        }
+        IdleLimited::new(body, self.idle)
     }
 }
 
@@ -143,27 +139,46 @@ impl UpstreamClient {
 pub struct IdleLimited {
     inner: axum::body::BodyDataStream,
     idle: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the last part arrived (or the body began): the deadline is this plus `idle`.
+    last_part: tokio::time::Instant,
+    /// Set for the deadline as it was when last armed. A part only notes its time; the timer is
+    /// moved when it fires before the real deadline, not on every part (moving it re-files it
+    /// in the runtime's timer wheel: as costly per event of a stream as everything else the
+    /// gateway does to the event).
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleLimited {
+    fn new(body: Body, idle: Duration) -> Self {
+        Self {
+            inner: body.into_data_stream(),
+            idle,
+            last_part: tokio::time::Instant::now(),
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
 }
 
 impl Stream for IdleLimited {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Ready(item) => {
-                let next = tokio::time::Instant::now() + self.idle;
-                self.deadline.as_mut().reset(next);
-                Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)))
-            }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+        if let Poll::Ready(item) = self.inner.poll_next_unpin(cx) {
+            self.last_part = tokio::time::Instant::now();
+            return Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)));
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_part + self.idle;
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(Some(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the upstream sent nothing for the upstream timeout",
-                )))),
-                Poll::Pending => Poll::Pending,
-            },
+                ))));
+            }
+            // Parts came since it was armed: wait for the real deadline.
+            self.timer.as_mut().reset(deadline);
         }
+        Poll::Pending
     }
 }
 
@@ -177,4 +192,52 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Within a millisecond (the timer's resolution) of `expected`.
+    fn about(elapsed: Duration, expected: Duration) -> bool {
+        elapsed >= expected && elapsed <= expected + Duration::from_millis(2)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_last_part() {
+        let idle = Duration::from_secs(10);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        // Five parts 6 s apart (30 s in all, three times the timeout), then silence.
+        #[allow(clippy::disallowed_methods)]
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                tx.send(Ok(Bytes::from_static(b"part"))).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        let parts = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|part| (part, rx))
+        });
+        let start = tokio::time::Instant::now();
+        let mut body = IdleLimited::new(Body::from_stream(parts), idle);
+        for i in 1..=5 {
+            let part = body.next().await.unwrap().unwrap();
+            assert_eq!(&part[..], b"part");
+            assert!(
+                about(start.elapsed(), Duration::from_secs(6 * i)),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+        let err = body.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        // The timeout after the last part, not after the first or the start.
+        assert!(
+            about(start.elapsed(), Duration::from_secs(40)),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }

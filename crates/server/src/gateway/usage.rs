@@ -3,6 +3,7 @@
 use bytes::BytesMut;
 use memchr::memmem;
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 /// Token counts of one request as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,7 +80,7 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 /// closes exactly the outermost object (so it is not nested at any depth). `None` sends the
 /// caller to the whole parse (usage absent, `null`, nested, or followed by a nested one).
 fn top_level_usage_from_end(body: &[u8]) -> Option<Usage> {
-    let at = memmem::rfind(body, USAGE_KEY)?;
+    let at = FIND_USAGE_KEY_REV.rfind(body)?;
     // A quote after `{` or `,` opens a string in valid JSON (inside a string it would close
     // it, and `usage` could not follow): this is a key.
     if !matches!(body[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
@@ -93,6 +94,17 @@ fn top_level_usage_from_end(body: &[u8]) -> Option<Usage> {
 
 /// `"usage"`, as it appears as a key.
 const USAGE_KEY: &[u8] = b"\"usage\"";
+
+/// Searchers for the gateway's hot path, built once: `memmem::find` builds one per call, which
+/// cost more than the search itself on a stream's short events.
+static FIND_USAGE_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
+static FIND_USAGE_KEY_REV: LazyLock<memmem::FinderRev<'static>> =
+    LazyLock::new(|| memmem::FinderRev::new(USAGE_KEY));
+static FIND_LF_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+static FIND_CRLF_BLANK_LINE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
 
 /// The value of the [`USAGE_KEY`] found at `at` in `json`, from its opening brace, when it is
 /// an object (a colon and the brace follow, whitespace allowed).
@@ -208,9 +220,11 @@ impl SseObserver {
 
 /// Index just past the first blank line (`\n\n` or `\r\n\r\n`).
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memmem::find(buf, b"\n\n").map(|i| i + 2);
+    let lf = FIND_LF_BLANK_LINE.find(buf).map(|i| i + 2);
     // A CRLF blank line ending after the first LF one would not be the first: look before it.
-    let crlf = memmem::find(&buf[..lf.unwrap_or(buf.len())], b"\r\n\r\n").map(|i| i + 4);
+    let crlf = FIND_CRLF_BLANK_LINE
+        .find(&buf[..lf.unwrap_or(buf.len())])
+        .map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -219,7 +233,9 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 
 /// Whether the event holds `"usage":` followed by an object (not `null`).
 fn has_usage_object(event: &[u8]) -> bool {
-    memmem::find_iter(event, USAGE_KEY).any(|at| object_after_key(event, at).is_some())
+    FIND_USAGE_KEY
+        .find_iter(event)
+        .any(|at| object_after_key(event, at).is_some())
 }
 
 /// The concatenated `data:` lines of one event.
