@@ -64,6 +64,10 @@ pub struct Config {
     /// Serving threads (`KEYPLANE_WORKERS`, default one per core), each with its own
     /// single-threaded runtime; see `workers.rs`.
     pub workers: usize,
+    /// How many nice levels below the serving threads every other thread runs
+    /// (`KEYPLANE_BACKGROUND_NICE`, 0–19; default 10, or 0 with Redis, whose connection those
+    /// threads drive for every request); see [`crate::workers::keep_background_behind`].
+    pub background_nice: i32,
 }
 
 /// An OpenAI-compatible provider the gateway forwards to.
@@ -150,6 +154,7 @@ struct FileConfig {
     redis_timeout_ms: Option<u64>,
     instances: Option<u32>,
     workers: Option<usize>,
+    background_nice: Option<i32>,
     #[serde(default)]
     upstreams: Vec<FileUpstream>,
     #[serde(default)]
@@ -334,6 +339,14 @@ impl Config {
                 "workers (KEYPLANE_WORKERS) must be between 1 and 1024".into(),
             ));
         }
+        let background_nice = number_from_env::<i32>("KEYPLANE_BACKGROUND_NICE")?
+            .or(file.background_nice)
+            .unwrap_or(if redis_url.is_some() { 0 } else { 10 });
+        if !(0..=19).contains(&background_nice) {
+            return Err(ConfigError::Invalid(
+                "background_nice (KEYPLANE_BACKGROUND_NICE) must be between 0 and 19".into(),
+            ));
+        }
         let redis_timeout_ms = number_from_env::<u64>("KEYPLANE_REDIS_TIMEOUT_MS")?
             .or(file.redis_timeout_ms)
             .unwrap_or(50);
@@ -356,6 +369,7 @@ impl Config {
             redis_timeout: Duration::from_millis(redis_timeout_ms),
             instances,
             workers,
+            background_nice,
             public_url,
             owner_password: secret_from_env("KEYPLANE_OWNER_PASSWORD")?,
             audit_retention_days: file.audit_retention_days,

@@ -404,6 +404,26 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
     let app = crate::router::build(state);
     let mut workers = Workers::start(config.workers, app, local)?;
+    // Background work behind the requests; checked again every 10 s for threads created since.
+    let priority_task = (config.background_nice > 0).then(|| {
+        let by = config.background_nice;
+        let mut stop = stop_tx.subscribe();
+        #[allow(clippy::disallowed_methods)] // awaited below before the process exits
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let lowered = crate::workers::keep_background_behind(by);
+                        if lowered > 0 {
+                            tracing::debug!(lowered, by, "background threads put behind the serving threads");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    });
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -425,6 +445,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = prune_task.await;
     let _ = alert_task.await;
     if let Some(task) = retention_task {
+        let _ = task.await;
+    }
+    if let Some(task) = priority_task {
         let _ = task.await;
     }
     if let Some(task) = cluster_task {

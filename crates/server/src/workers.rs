@@ -10,12 +10,20 @@
 //!
 //! A worker's runtime lives until [`Workers::exit`], after the final flushes: database
 //! connections it opened are driven by its reactor, and the main runtime still uses them then.
+//!
+//! Every other thread (the main runtime's, its blocking pool's, SQLite's) runs a few nice
+//! levels below the serving threads ([`keep_background_behind`]): when the cores are busy, a
+//! metering flush waits for the requests instead of the requests for the flush. The main
+//! thread, which accepts connections, keeps its priority.
 
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// The prefix of the serving threads' names, as the kernel keeps them (15 bytes at most).
+const WORKER_THREAD: &str = "keyplane-worker";
 
 thread_local! {
     static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
@@ -87,7 +95,7 @@ impl Workers {
             let mut stop = workers.stop.subscribe();
             let mut exit = workers.exit.subscribe();
             let thread = std::thread::Builder::new()
-                .name(format!("keyplane-worker-{i}"))
+                .name(format!("{WORKER_THREAD}-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(Some(i)));
                     runtime.block_on(async move {
@@ -147,6 +155,99 @@ impl Workers {
         self.exit.send_replace(true);
         for thread in self.threads {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Puts every thread of this process except the serving threads and the main thread `by` nice
+/// levels below the main thread (at most 19), and returns how many it lowered. Threads are
+/// never raised, so a thread already lower stays so. Run again from time to time: threads
+/// created since (a new database connection's, the blocking pool's) inherit their creator's
+/// priority, which may be a serving thread's. Linux only; elsewhere it does nothing.
+pub fn keep_background_behind(by: i32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process, Pid};
+        let main = std::process::id();
+        // The main thread's: the calling thread may be one already lowered.
+        let Some(base) = i32::try_from(main)
+            .ok()
+            .and_then(Pid::from_raw)
+            .and_then(|pid| getpriority_process(Some(pid)).ok())
+        else {
+            return 0;
+        };
+        let target = (base + by).min(19);
+        let Ok(threads) = std::fs::read_dir("/proc/self/task") else {
+            return 0;
+        };
+        let mut lowered = 0;
+        for thread in threads.flatten() {
+            let Some(tid) = thread
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let name = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
+            let Some(pid) = i32::try_from(tid).ok().and_then(Pid::from_raw) else {
+                continue;
+            };
+            if tid == main || name.starts_with(WORKER_THREAD) {
+                continue;
+            }
+            // On Linux the nice value is per thread: a thread id names one thread here.
+            if getpriority_process(Some(pid)).is_ok_and(|nice| nice < target)
+                && setpriority_process(Some(pid), target).is_ok()
+            {
+                lowered += 1;
+            }
+        }
+        lowered
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = by;
+        0
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use rustix::process::{getpriority_process, Pid};
+
+    fn nice_of(tid: i32) -> i32 {
+        getpriority_process(Pid::from_raw(tid)).unwrap_or(i32::MIN)
+    }
+
+    #[test]
+    fn background_threads_go_below_the_serving_threads_and_stay_there() {
+        let base = nice_of(std::process::id() as i32);
+        let spawn = |name: &str| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let handle = std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    let _ = tx.send(rustix::thread::gettid().as_raw_nonzero().get());
+                    let _ = stop_rx.recv();
+                })
+                .unwrap();
+            (rx.recv().unwrap(), stop_tx, handle)
+        };
+        let serving = spawn(&format!("{WORKER_THREAD}-0"));
+        let background = spawn("sqlx-sqlite-worker-0");
+        assert!(keep_background_behind(10) >= 1);
+        assert_eq!(nice_of(serving.0), base);
+        assert_eq!(nice_of(background.0), (base + 10).min(19));
+        // Never raised: asking for less changes nothing.
+        keep_background_behind(3);
+        assert_eq!(nice_of(background.0), (base + 10).min(19));
+        for (_, stop, handle) in [serving, background] {
+            drop(stop);
+            handle.join().unwrap();
         }
     }
 }
