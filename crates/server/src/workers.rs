@@ -168,13 +168,15 @@ pub fn keep_background_behind(by: i32) -> usize {
     #[cfg(target_os = "linux")]
     {
         use rustix::process::{getpriority_process, setpriority_process, Pid};
-        let main = std::process::id();
-        // The main thread's: the calling thread may be one already lowered.
-        let Some(base) = i32::try_from(main)
+        // The main thread's id is the process's; its priority is the base (the calling thread
+        // may be one already lowered).
+        let Some(main) = i32::try_from(std::process::id())
             .ok()
             .and_then(Pid::from_raw)
-            .and_then(|pid| getpriority_process(Some(pid)).ok())
         else {
+            return 0;
+        };
+        let Ok(base) = getpriority_process(Some(main)) else {
             return 0;
         };
         let target = (base + by).min(19);
@@ -183,18 +185,19 @@ pub fn keep_background_behind(by: i32) -> usize {
         };
         let mut lowered = 0;
         for thread in threads.flatten() {
-            let Some(tid) = thread
+            let Some(pid) = thread
                 .file_name()
                 .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
+                .and_then(|s| s.parse::<i32>().ok())
+                .and_then(Pid::from_raw)
             else {
                 continue;
             };
-            let name = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
-            let Some(pid) = i32::try_from(tid).ok().and_then(Pid::from_raw) else {
+            if pid == main {
                 continue;
-            };
-            if tid == main || name.starts_with(WORKER_THREAD) {
+            }
+            let name = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
+            if name.starts_with(WORKER_THREAD) {
                 continue;
             }
             // On Linux the nice value is per thread: a thread id names one thread here.
