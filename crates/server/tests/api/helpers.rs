@@ -38,6 +38,9 @@ impl TestApp {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
+        // A directory left by an earlier run whose process had the same id would hold an
+        // initialized database: start from an empty one.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         // An upstream that refuses connections: the data plane answers 502.
         std::env::set_var("KEYPLANE_UPSTREAM_URL", "http://127.0.0.1:9/v1");
