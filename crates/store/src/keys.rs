@@ -1,5 +1,7 @@
 use crate::rows::{KeyRow, KEY_SELECT};
-use crate::{db_err, on_pool, write_events, BeginWrite, Store};
+use crate::{
+    db_err, fixed_chunks, on_pool, placeholders, write_events, BeginWrite, ChunkedSql, Marks, Store,
+};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
 use keyplane_core::model::{ApiKey, AuditEvent, KeyUpdate, NewApiKey, OwnerAccessFilter};
@@ -212,21 +214,18 @@ impl KeyStore for Store {
         for (id, at) in used {
             by_time.entry(*at).or_default().push(id.as_str());
         }
+        let marks = self.db.marks();
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_err)?;
             for (at, ids) in &by_time {
-                for chunk in ids.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::new("UPDATE api_keys SET last_used_at = ");
-                    q.push_bind(*at);
-                    q.push(" WHERE (last_used_at IS NULL OR last_used_at < ");
-                    q.push_bind(*at);
-                    q.push(") AND id IN (");
-                    let mut list = q.separated(", ");
+                for chunk in fixed_chunks(ids) {
+                    let mut q = sqlx::query(KEY_USE_UPDATE.get(chunk.len(), marks))
+                        .bind(*at)
+                        .bind(*at);
                     for id in chunk {
-                        list.push_bind(*id);
+                        q = q.bind(*id);
                     }
-                    q.push(")");
-                    q.build().execute(&mut *tx).await.map_err(db_err)?;
+                    q.execute(&mut *tx).await.map_err(db_err)?;
                 }
             }
             tx.commit().await.map_err(db_err)
@@ -235,16 +234,14 @@ impl KeyStore for Store {
 
     async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        let marks = self.db.marks();
+        for chunk in fixed_chunks(ids) {
             let rows: Vec<KeyRow> = on_pool!(&self.db, pool => {
-                let mut q = sqlx::QueryBuilder::new(KEY_SELECT);
-                q.push(" WHERE k.deleted_at IS NULL AND k.id IN (");
-                let mut list = q.separated(", ");
+                let mut q = sqlx::query_as(KEYS_BY_IDS.get(chunk.len(), marks));
                 for id in chunk {
-                    list.push_bind(id.as_str());
+                    q = q.bind(id.as_str());
                 }
-                q.push(")");
-                q.build_query_as().fetch_all(pool).await
+                q.fetch_all(pool).await
             })
             .map_err(db_err)?;
             out.extend(to_keys(rows)?);
@@ -263,6 +260,32 @@ impl KeyStore for Store {
         to_keys(rows)
     }
 }
+
+/// `last_used_at` moved forward for a chunk of keys: the time twice, then the ids.
+static KEY_USE_UPDATE: LazyLock<ChunkedSql> = LazyLock::new(|| {
+    ChunkedSql::new(|rows, marks| {
+        let [at, again] = match marks {
+            Marks::Question => ["?", "?"],
+            Marks::Dollar => ["$1", "$2"],
+        };
+        format!(
+            "UPDATE api_keys SET last_used_at = {at} \
+             WHERE (last_used_at IS NULL OR last_used_at < {again}) AND id IN {}",
+            // One group of `rows` placeholders: `($3, …, $n)`.
+            placeholders(1, rows, 3, marks)
+        )
+    })
+});
+
+/// Live keys by id, for a chunk of ids.
+static KEYS_BY_IDS: LazyLock<ChunkedSql> = LazyLock::new(|| {
+    ChunkedSql::new(|rows, marks| {
+        format!(
+            "{KEY_SELECT} WHERE k.deleted_at IS NULL AND k.id IN {}",
+            placeholders(1, rows, 1, marks)
+        )
+    })
+});
 
 /// `COALESCE`, not `NULLS LAST`: the two databases order NULLs differently.
 static RECENTLY_USED_KEYS: LazyLock<String> = LazyLock::new(|| {

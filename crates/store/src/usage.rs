@@ -1,8 +1,9 @@
-use crate::{db_err, on_pool, BeginWrite, Store};
+use crate::{db_err, fixed_chunks, on_pool, placeholders, BeginWrite, ChunkedSql, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
 use keyplane_core::ports::{StoreResult, UsageStore};
 use keyplane_core::usage::{UsageFilter, UsageRow};
+use std::sync::LazyLock;
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -36,6 +37,25 @@ fn in_list(sql: &mut String, col: &str, values: &[String], next: &mut usize) {
     sql.push_str(&format!(" AND {col} IN ({})", marks.join(", ")));
 }
 
+/// The additive upsert of usage rows, one text per chunk size.
+static USAGE_UPSERT: LazyLock<ChunkedSql> = LazyLock::new(|| {
+    ChunkedSql::new(|rows, marks| {
+        format!(
+            "INSERT INTO usage_minutes (minute, family, project_id, api_key_id, user_id, \
+             service_account_id, model, requests, input_tokens, output_tokens, cached_tokens, \
+             images, cost_nano_usd) VALUES {} \
+             ON CONFLICT (minute, family, project_id, api_key_id, model) DO UPDATE SET \
+             requests = usage_minutes.requests + excluded.requests, \
+             input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
+             output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
+             cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
+             images = usage_minutes.images + excluded.images, \
+             cost_nano_usd = usage_minutes.cost_nano_usd + excluded.cost_nano_usd",
+            placeholders(rows, 13, 1, marks)
+        )
+    })
+});
+
 #[async_trait]
 impl UsageStore for Store {
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
@@ -57,40 +77,29 @@ impl UsageStore for Store {
                 _ => rows.push(std::borrow::Cow::Borrowed(r)),
             }
         }
-        // Multi-row upserts: one statement per 500 rows (13 binds each, under SQLite's limit).
+        // Multi-row upserts, in chunks of fixed sizes (see `CHUNK_SIZES`).
+        let marks = self.db.marks();
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_err)?;
-            for chunk in rows.chunks(500) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO usage_minutes (minute, family, project_id, api_key_id, user_id, \
-                     service_account_id, model, requests, input_tokens, output_tokens, cached_tokens, \
-                     images, cost_nano_usd) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.minute)
-                        .push_bind(&r.family)
-                        .push_bind(&r.project_id)
-                        .push_bind(&r.api_key_id)
-                        .push_bind(&r.user_id)
-                        .push_bind(&r.service_account_id)
-                        .push_bind(&r.model)
-                        .push_bind(r.requests)
-                        .push_bind(r.input_tokens)
-                        .push_bind(r.output_tokens)
-                        .push_bind(r.cached_tokens)
-                        .push_bind(r.images)
-                        .push_bind(r.cost_nano_usd);
-                });
-                q.push(
-                    " ON CONFLICT (minute, family, project_id, api_key_id, model) DO UPDATE SET \
-                     requests = usage_minutes.requests + excluded.requests, \
-                     input_tokens = usage_minutes.input_tokens + excluded.input_tokens, \
-                     output_tokens = usage_minutes.output_tokens + excluded.output_tokens, \
-                     cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens, \
-                     images = usage_minutes.images + excluded.images, \
-                     cost_nano_usd = usage_minutes.cost_nano_usd + excluded.cost_nano_usd",
-                );
-                q.build().execute(&mut *tx).await.map_err(db_err)?;
+            for chunk in fixed_chunks(&rows) {
+                let mut q = sqlx::query(USAGE_UPSERT.get(chunk.len(), marks));
+                for r in chunk {
+                    q = q
+                        .bind(r.minute)
+                        .bind(&r.family)
+                        .bind(&r.project_id)
+                        .bind(&r.api_key_id)
+                        .bind(&r.user_id)
+                        .bind(&r.service_account_id)
+                        .bind(&r.model)
+                        .bind(r.requests)
+                        .bind(r.input_tokens)
+                        .bind(r.output_tokens)
+                        .bind(r.cached_tokens)
+                        .bind(r.images)
+                        .bind(r.cost_nano_usd);
+                }
+                q.execute(&mut *tx).await.map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)
         })

@@ -643,3 +643,24 @@ async fn a_schema_newer_than_this_build_is_refused_with_a_clear_message() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn key_batches_of_every_chunk_size_reach_every_key() {
+    on_both(|store| async move {
+        let owner = init(&store).await;
+        let p = project(&store, &owner).await;
+        // 87 = 64 + 16 + 4 + 1 + 1 + 1: every statement size below 256, some repeated.
+        let ids = project_keys(&store, &p, &owner, 87).await;
+        let used: Vec<_> = ids.iter().map(|id| (id.clone(), 500)).collect();
+        store.record_key_use(&used).await.unwrap();
+        let keys = store.keys_by_ids(&ids).await.unwrap();
+        assert_eq!(keys.len(), 87);
+        assert!(keys.iter().all(|k| k.last_used_at == Some(500)));
+        let mut found: Vec<_> = keys.into_iter().map(|k| k.id).collect();
+        found.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(found, expected);
+    })
+    .await;
+}

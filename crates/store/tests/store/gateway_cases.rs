@@ -239,3 +239,38 @@ async fn alerts_fire_once_per_period() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_batch_of_every_chunk_size_writes_every_row() {
+    // 341 = 256 + 64 + 16 + 4 + 1 rows: one statement of each fixed size. 300 = 256 + 16 +
+    // 16 + 4 + 4 + 4: repeated sizes. The second batch adds to the first one's rows.
+    on_both(|store| async move {
+        let p = project(&store).await;
+        let rows = |n: usize| -> Vec<UsageRow> {
+            (0..n)
+                .map(|i| row(60, &p, &format!("key_{i:03}"), "gpt-4o", i as i64 + 1, 1))
+                .collect()
+        };
+        store.add_usage(&rows(341)).await.unwrap();
+        store.add_usage(&rows(300)).await.unwrap();
+        let filter = UsageFilter {
+            start: 0,
+            end: 120,
+            ..Default::default()
+        };
+        let mut got = store.usage(&filter, 60).await.unwrap();
+        got.sort_by(|a, b| a.api_key_id.cmp(&b.api_key_id));
+        assert_eq!(got.len(), 341);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.api_key_id, format!("key_{i:03}"));
+            let times = if i < 300 { 2 } else { 1 };
+            assert_eq!(
+                (r.requests, r.input_tokens),
+                (times * (i as i64 + 1), times),
+                "{}",
+                r.api_key_id
+            );
+        }
+    })
+    .await;
+}
