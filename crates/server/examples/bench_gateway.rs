@@ -339,8 +339,8 @@ async fn main() {
     // `--keyplane-only`: Keyplane's phases only (soak runs; add `--no-max` to skip the maxima).
     let no_max = flag("--no-max");
     let keyplane_only = flag("--keyplane-only");
-    // `--rounds N`: the maxima N times, targets taking turns, reported as medians (on a host
-    // whose CPU time is stolen unevenly, one round can favour any target).
+    // `--rounds N`: each fixed rate and the maxima N times, targets taking turns, reported as
+    // medians (on a host whose CPU time is stolen unevenly, one round can favour any target).
     let rounds: usize = arg("--rounds").map(|s| s.parse().unwrap()).unwrap_or(1);
     let concurrency: usize = arg("--concurrency")
         .map(|s| s.parse().unwrap())
@@ -491,34 +491,75 @@ async fn main() {
         );
         println!("| target | rate | achieved rps | p50 ms | p99 ms | errors |");
         println!("|---|---|---|---|---|---|");
-        let mut base = Vec::new();
-        for (ti, t) in targets.iter().enumerate() {
-            if keyplane_only && !t.keyed {
+        // Fixed rates: with `--rounds N`, the targets take turns N times and each target's
+        // median p50 / p99 is reported; Keyplane's added latency is the median of the rounds'
+        // differences with the mock measured in the same round.
+        for &rate in &rates {
+            let measured: Vec<(usize, &Target)> = targets
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !keyplane_only || t.keyed)
+                .collect();
+            let mut seen: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+            for round in 0..rounds {
+                for &(ti, t) in &measured {
+                    let r = fixed_rate(&client, t, &keys, rate, secs, stream).await;
+                    let label = if rounds > 1 {
+                        format!("{rate}, round {}", round + 1)
+                    } else {
+                        rate.to_string()
+                    };
+                    println!(
+                        "| {} | {label} | {:.0} | {:.3} | {:.3} | {} |",
+                        t.name, r.achieved, r.p50, r.p99, r.errors
+                    );
+                    if timeline {
+                        let per_second: Vec<String> =
+                            r.p99_by_second.iter().map(|p| format!("{p:.1}")).collect();
+                        println!("|  p99 ms per second: {} |", per_second.join(" "));
+                    }
+                    seen[ti].push((r.p50, r.p99));
+                }
+            }
+            let median = |v: Vec<f64>| {
+                let mut v = v;
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            if rounds > 1 {
+                for &(ti, t) in &measured {
+                    println!(
+                        "| {} | {rate}, median of {rounds} | | {:.3} | {:.3} | |",
+                        t.name,
+                        median(seen[ti].iter().map(|s| s.0).collect()),
+                        median(seen[ti].iter().map(|s| s.1).collect())
+                    );
+                }
+            }
+            if seen[0].is_empty() {
                 continue;
             }
-            for &rate in &rates {
-                let r = fixed_rate(&client, t, &keys, rate, secs, stream).await;
+            for &(ti, t) in measured.iter().filter(|(_, t)| t.keyed) {
+                let added = |f: fn(&(f64, f64)) -> f64| {
+                    median(
+                        seen[ti]
+                            .iter()
+                            .zip(&seen[0])
+                            .map(|(k, m)| f(k) - f(m))
+                            .collect(),
+                    )
+                };
+                let label = if rounds > 1 {
+                    format!("{rate}, median of {rounds} rounds' differences")
+                } else {
+                    rate.to_string()
+                };
                 println!(
-                    "| {} | {rate} | {:.0} | {:.3} | {:.3} | {} |",
-                    t.name, r.achieved, r.p50, r.p99, r.errors
+                    "| {} added vs direct | {label} | | {:+.3} | {:+.3} | |",
+                    t.name,
+                    added(|s| s.0),
+                    added(|s| s.1)
                 );
-                if timeline {
-                    let per_second: Vec<String> =
-                        r.p99_by_second.iter().map(|p| format!("{p:.1}")).collect();
-                    println!("|  p99 ms per second: {} |", per_second.join(" "));
-                }
-                if ti == 0 {
-                    base.push((rate, r.p50, r.p99));
-                } else if t.keyed {
-                    if let Some((_, b50, b99)) = base.iter().find(|b| b.0 == rate) {
-                        println!(
-                            "| {} added vs direct | {rate} | | {:+.3} | {:+.3} | |",
-                            t.name,
-                            r.p50 - b50,
-                            r.p99 - b99
-                        );
-                    }
-                }
             }
         }
         if no_max {
