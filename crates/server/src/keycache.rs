@@ -57,8 +57,9 @@ impl Cached {
     }
 }
 
-/// Keys re-read per query (and between yields) during reconciliation.
-const RECONCILE_CHUNK: usize = 500;
+/// Keys re-read per query (and between yields) during reconciliation: the store's largest
+/// fixed statement size, so each chunk is one statement.
+const RECONCILE_CHUNK: usize = 256;
 
 /// Precision of `last_used_at`, in seconds.
 pub const LAST_USED_PRECISION: UnixSeconds = 60;
