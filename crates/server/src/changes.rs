@@ -11,8 +11,9 @@
 //! A pass first reads the store's revision, which every audited write moves in its own
 //! transaction. Only when it moved since the last full pass are the cached keys and policies
 //! read again (a full pass over 10,000 cached keys took 133 ms here, and the cache holds up to a
-//! million); otherwise the caches are confirmed as they are. A full pass still runs at least every [`FULL_PASS_EVERY`], for writes
-//! made around Keyplane (by hand in the database, or by an older Keyplane during an upgrade).
+//! million); otherwise the caches are confirmed as they are. A full pass still runs at least
+//! every [`FULL_PASS_EVERY`], for writes made around Keyplane (by hand in the database, or by an
+//! older Keyplane during an upgrade).
 
 use crate::gateway::policy::Policies;
 use crate::keycache::KeyVerifier;

@@ -1,7 +1,5 @@
 use crate::rows::{KeyRow, KEY_SELECT};
-use crate::{
-    db_err, fixed_chunks, on_pool, placeholders, write_events, BeginWrite, ChunkedSql, Marks, Store,
-};
+use crate::{db_err, on_pool, placeholders, write_events, BeginWrite, ChunkedSql, Marks, Store};
 use async_trait::async_trait;
 use keyplane_core::keys::KeyId;
 use keyplane_core::model::{ApiKey, AuditEvent, KeyUpdate, NewApiKey, OwnerAccessFilter};
@@ -218,8 +216,8 @@ impl KeyStore for Store {
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_err)?;
             for (at, ids) in &by_time {
-                for chunk in fixed_chunks(ids) {
-                    let mut q = sqlx::query(KEY_USE_UPDATE.get(chunk.len(), marks))
+                for (sql, chunk) in KEY_USE_UPDATE.chunks(ids, marks) {
+                    let mut q = sqlx::query(sql)
                         .bind(*at)
                         .bind(*at);
                     for id in chunk {
@@ -235,9 +233,9 @@ impl KeyStore for Store {
     async fn keys_by_ids(&self, ids: &[KeyId]) -> StoreResult<Vec<ApiKey>> {
         let mut out = Vec::with_capacity(ids.len());
         let marks = self.db.marks();
-        for chunk in fixed_chunks(ids) {
+        for (sql, chunk) in KEYS_BY_IDS.chunks(ids, marks) {
             let rows: Vec<KeyRow> = on_pool!(&self.db, pool => {
-                let mut q = sqlx::query_as(KEYS_BY_IDS.get(chunk.len(), marks));
+                let mut q = sqlx::query_as(sql);
                 for id in chunk {
                     q = q.bind(id.as_str());
                 }

@@ -39,17 +39,6 @@ pub enum Db {
 /// out of the cache. 256 rows of 13 values stay under SQLite's limit of 32,766 parameters.
 pub(crate) const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
-/// `items` in chunks of [`CHUNK_SIZES`], largest first: at most 3 chunks of each smaller size.
-pub(crate) fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        let size = CHUNK_SIZES.iter().copied().find(|s| *s <= rest.len())?;
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 /// How a batched statement writes its placeholders. PostgreSQL numbers them (`$1`). SQLite
 /// gets plain `?`: sqlx asks SQLite for each parameter's name when binding, and for named or
 /// numbered parameters that lookup walks a list of all of them, quadratic in a statement of
@@ -85,13 +74,24 @@ impl ChunkedSql {
         }
     }
 
-    /// The text for a chunk of `rows` rows, a size [`fixed_chunks`] makes.
-    pub(crate) fn get(&self, rows: usize, marks: Marks) -> &str {
-        let i = CHUNK_SIZES.iter().position(|s| *s == rows).unwrap_or(0);
-        match marks {
-            Marks::Question => &self.question[i],
-            Marks::Dollar => &self.dollar[i],
-        }
+    /// `items` in chunks of [`CHUNK_SIZES`], largest first (at most 3 chunks of each smaller
+    /// size), each with the text for its size.
+    pub(crate) fn chunks<'s, 'i, T>(
+        &'s self,
+        items: &'i [T],
+        marks: Marks,
+    ) -> impl Iterator<Item = (&'s str, &'i [T])> {
+        let texts = match marks {
+            Marks::Question => &self.question,
+            Marks::Dollar => &self.dollar,
+        };
+        let mut rest = items;
+        std::iter::from_fn(move || {
+            let i = CHUNK_SIZES.iter().position(|s| *s <= rest.len())?;
+            let (chunk, tail) = rest.split_at(CHUNK_SIZES[i]);
+            rest = tail;
+            Some((texts[i].as_str(), chunk))
+        })
     }
 }
 
@@ -406,8 +406,16 @@ mod tests {
 
     #[test]
     fn batches_are_cut_into_the_fixed_sizes_largest_first() {
-        let sizes =
-            |n: usize| -> Vec<usize> { fixed_chunks(&vec![0u8; n]).map(<[u8]>::len).collect() };
+        // Each text is its size, so the pairing of texts and chunks is checked too.
+        let set = ChunkedSql::new(|rows, _| rows.to_string());
+        let sizes = |n: usize| -> Vec<usize> {
+            set.chunks(&vec![0u8; n], Marks::Question)
+                .map(|(text, chunk)| {
+                    assert_eq!(text, chunk.len().to_string());
+                    chunk.len()
+                })
+                .collect()
+        };
         assert_eq!(sizes(0), Vec::<usize>::new());
         assert_eq!(sizes(1), [1]);
         assert_eq!(sizes(7), [4, 1, 1, 1]);
@@ -431,9 +439,10 @@ mod tests {
         assert_eq!(placeholders(1, 3, 2, d), "($2, $3, $4)");
         assert_eq!(placeholders(2, 2, 5, Marks::Question), "(?, ?), (?, ?)");
         let set = ChunkedSql::new(|rows, marks| placeholders(rows, 13, 1, marks));
-        assert!(set.get(256, d).ends_with("$3328)"));
-        assert_eq!(set.get(1, d), placeholders(1, 13, 1, d));
-        assert_eq!(set.get(4, Marks::Question).matches('?').count(), 52);
+        let text = |rows: usize, marks| set.chunks(&vec![0u8; rows], marks).next().unwrap().0;
+        assert!(text(256, d).ends_with("$3328)"));
+        assert_eq!(text(1, d), placeholders(1, 13, 1, d));
+        assert_eq!(text(4, Marks::Question).matches('?').count(), 52);
     }
 
     #[test]

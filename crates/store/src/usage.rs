@@ -1,4 +1,4 @@
-use crate::{db_err, fixed_chunks, on_pool, placeholders, BeginWrite, ChunkedSql, Store};
+use crate::{db_err, on_pool, placeholders, BeginWrite, ChunkedSql, Store};
 use async_trait::async_trait;
 use keyplane_core::ids::ProjectId;
 use keyplane_core::ports::{StoreResult, UsageStore};
@@ -81,8 +81,8 @@ impl UsageStore for Store {
         let marks = self.db.marks();
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(db_err)?;
-            for chunk in fixed_chunks(&rows) {
-                let mut q = sqlx::query(USAGE_UPSERT.get(chunk.len(), marks));
+            for (sql, chunk) in USAGE_UPSERT.chunks(&rows, marks) {
+                let mut q = sqlx::query(sql);
                 for r in chunk {
                     q = q
                         .bind(r.minute)
