@@ -16,7 +16,7 @@ use crate::people::{Acceptance, Invite, InviteByToken, OwnerCredential, ProjectR
 use crate::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
 use crate::sessions::Session;
 use crate::time::UnixSeconds;
-use crate::usage::{UsageFilter, UsageRow};
+use crate::usage::{Folded, UsageFilter, UsageRow};
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -330,8 +330,14 @@ pub trait PolicyStore: Send + Sync {
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    /// Adds the rows' counters to the stored minute rows (creating them as needed).
+    /// Records the rows' counters. They count in [`usage`](Self::usage) and
+    /// [`cost_since`](Self::cost_since) from the moment this returns; rows of one identity
+    /// recorded several times add up.
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Compacts recorded usage of minutes before `before`, at most `limit` (minute, project)
+    /// groups, oldest first. Reads return the same figures before and after; this only makes
+    /// them cheaper. Safe to run on several instances at once.
+    async fn fold_usage(&self, before: i64, limit: usize) -> StoreResult<Folded>;
     /// Rows matching `filter`, summed per bucket of `bucket_seconds` (the row's `minute` is the
     /// bucket start), project, key and model.
     async fn usage(&self, filter: &UsageFilter, bucket_seconds: i64) -> StoreResult<Vec<UsageRow>>;

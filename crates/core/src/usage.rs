@@ -67,6 +67,15 @@ impl UsageRow {
     }
 }
 
+/// What one [`fold_usage`](crate::ports::UsageStore::fold_usage) call compacted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// (minute, project) groups folded; fewer than the limit when none is left.
+    pub groups: usize,
+    /// The oldest minute among them: how far behind compaction is.
+    pub oldest_minute: Option<i64>,
+}
+
 /// Which rows a usage or cost query reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {

@@ -135,9 +135,18 @@ pub(crate) use on_pool;
 /// `BEGIN IMMEDIATE`: the write lock is taken up front, where the busy timeout applies. A
 /// deferred transaction that reads first and then writes cannot wait for a lock another
 /// instance holds on the same file; SQLite fails it at once with "database is locked".
+///
+/// Reads that must see one state across statements take [`begin_snapshot`](Self::begin_snapshot)
+/// instead.
 pub(crate) trait BeginWrite {
     type Db: sqlx::Database;
     fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send;
+    /// Begins a read-only transaction whose statements all see the database as of its first
+    /// read (SQLite's deferred transaction in WAL mode; PostgreSQL's repeatable read).
+    fn begin_snapshot(
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
            + Send;
@@ -151,6 +160,12 @@ impl BeginWrite for SqlitePool {
            + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
+    fn begin_snapshot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin_with("BEGIN")
+    }
 }
 
 impl BeginWrite for PgPool {
@@ -160,6 +175,12 @@ impl BeginWrite for PgPool {
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
            + Send {
         self.begin()
+    }
+    fn begin_snapshot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     }
 }
 

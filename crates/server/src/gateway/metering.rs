@@ -162,6 +162,12 @@ pub struct Meter {
 
 /// How long a loaded month-to-date figure is trusted before it is re-read from the database.
 const SPEND_REFRESH: Duration = Duration::from_secs(30);
+/// (Minute, project) groups folded per call, see [`Meter::fold`].
+const FOLD_GROUPS: usize = 16;
+/// The time a tick spends folding, once a call has used it up.
+const FOLD_BUDGET: Duration = Duration::from_millis(10);
+/// How far behind (seconds) folding may fall before it takes all the time it needs.
+const FOLD_LAG_SECONDS: i64 = 120;
 /// Rows kept in memory while the database cannot take them.
 const MAX_BUFFERED_ROWS: usize = 1_000_000;
 
@@ -256,6 +262,7 @@ impl Meter {
             tokio::select! {
                 _ = tick.tick() => {
                     self.flush().await;
+                    self.fold().await;
                 }
                 _ = stop.changed() => break,
             }
@@ -270,6 +277,33 @@ impl Meter {
         let left = self.pending.lock().map(|p| p.pending()).unwrap_or(0);
         if left > 0 {
             tracing::error!(rows = left, "usage rows could not be written at shutdown");
+        }
+    }
+
+    /// Compacts the store's usage of past minutes ([`UsageStore::fold_usage`]) a few groups at
+    /// a time, for at most [`FOLD_BUDGET`] a tick unless compaction is more than
+    /// [`FOLD_LAG_SECONDS`] behind: past minutes are read the same either way, only more slowly.
+    async fn fold(&self) {
+        let now = keyplane_core::time::now();
+        let current = now - now.rem_euclid(60);
+        let started = std::time::Instant::now();
+        loop {
+            match self.store.fold_usage(current, FOLD_GROUPS).await {
+                Ok(folded) => {
+                    let behind = folded
+                        .oldest_minute
+                        .is_some_and(|m| m < current - FOLD_LAG_SECONDS);
+                    if folded.groups < FOLD_GROUPS || (started.elapsed() >= FOLD_BUDGET && !behind)
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "usage fold failed; will retry");
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
         }
     }
 
@@ -334,7 +368,7 @@ mod spend_tests {
     use super::*;
     use keyplane_core::ids::ProjectId;
     use keyplane_core::ports::StoreResult;
-    use keyplane_core::usage::UsageFilter;
+    use keyplane_core::usage::{Folded, UsageFilter};
     use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
     /// A usage store whose spend reads count and, once `hold` is set, wait for `release`.
@@ -350,6 +384,9 @@ mod spend_tests {
     impl UsageStore for SlowSpend {
         async fn add_usage(&self, _rows: &[UsageRow]) -> StoreResult<()> {
             Ok(())
+        }
+        async fn fold_usage(&self, _before: i64, _limit: usize) -> StoreResult<Folded> {
+            Ok(Folded::default())
         }
         async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
             Ok(Vec::new())
@@ -502,6 +539,9 @@ mod spend_tests {
             }
             self.written.lock().unwrap().extend_from_slice(rows);
             Ok(())
+        }
+        async fn fold_usage(&self, _before: i64, _limit: usize) -> StoreResult<Folded> {
+            Ok(Folded::default())
         }
         async fn usage(&self, _f: &UsageFilter, _b: i64) -> StoreResult<Vec<UsageRow>> {
             Ok(Vec::new())

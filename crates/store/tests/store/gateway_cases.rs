@@ -6,7 +6,7 @@ use keyplane_core::pagination::{Limit, PageRequest};
 use keyplane_core::policy::{ModelPermissions, RateLimitOverride, SpendAlert, SpendLimit};
 use keyplane_core::ports::{AlertStore, OrgStore, PolicyStore, ProjectStore, UsageStore};
 use keyplane_core::scopes::Permissions;
-use keyplane_core::usage::{UsageFilter, UsageRow};
+use keyplane_core::usage::{Folded, UsageFilter, UsageRow};
 use keyplane_store::Store;
 
 async fn project(store: &Store) -> ProjectId {
@@ -251,8 +251,12 @@ async fn a_batch_of_every_chunk_size_writes_every_row() {
                 .map(|i| row(60, &p, &format!("key_{i:03}"), "gpt-4o", i as i64 + 1, 1))
                 .collect()
         };
+        // Recorded rows reach the minute rows when their minute is folded, in chunks.
         store.add_usage(&rows(341)).await.unwrap();
+        assert_eq!(store.fold_usage(120, 10).await.unwrap().groups, 1);
         store.add_usage(&rows(300)).await.unwrap();
+        assert_eq!(store.fold_usage(120, 10).await.unwrap().groups, 1);
+        assert_eq!(store.fold_usage(120, 10).await.unwrap().groups, 0);
         let filter = UsageFilter {
             start: 0,
             end: 120,
@@ -271,6 +275,207 @@ async fn a_batch_of_every_chunk_size_writes_every_row() {
                 r.api_key_id
             );
         }
+    })
+    .await;
+}
+
+/// Every query the usage and cost endpoints make, with their answers in a comparable order.
+async fn usage_answers(store: &Store) -> Vec<String> {
+    let base = UsageFilter {
+        start: 0,
+        end: 7_200,
+        ..Default::default()
+    };
+    let filters = [
+        base.clone(),
+        UsageFilter {
+            family: Some("completions".into()),
+            ..base.clone()
+        },
+        UsageFilter {
+            project_ids: vec!["proj_b".into()],
+            ..base.clone()
+        },
+        UsageFilter {
+            api_key_ids: vec!["key_a".into(), "key_c".into()],
+            ..base.clone()
+        },
+        UsageFilter {
+            user_ids: vec!["user-1".into()],
+            ..base.clone()
+        },
+        UsageFilter {
+            models: vec!["gpt-4o".into()],
+            family: Some("completions".into()),
+            ..base.clone()
+        },
+        UsageFilter {
+            start: 120,
+            end: 3_660,
+            ..base.clone()
+        },
+    ];
+    let mut answers = Vec::new();
+    for f in &filters {
+        for bucket in [60, 3_600, 86_400] {
+            let mut rows = store.usage(f, bucket).await.unwrap();
+            let mut minutes: Vec<i64> = rows.iter().map(|r| r.minute).collect();
+            assert!(minutes.is_sorted(), "rows in bucket order: {minutes:?}");
+            minutes.dedup();
+            rows.sort_by(|a, b| {
+                (a.minute, &a.family, &a.project_id, &a.api_key_id, &a.model).cmp(&(
+                    b.minute,
+                    &b.family,
+                    &b.project_id,
+                    &b.api_key_id,
+                    &b.model,
+                ))
+            });
+            answers.push(format!("{f:?} {bucket} {rows:?}"));
+        }
+    }
+    for (project, since) in [
+        (None, 0),
+        (None, 120),
+        (Some("proj_a"), 0),
+        (Some("proj_b"), 3_600),
+    ] {
+        let project = project.map(|p: &str| ProjectId::from_trusted(p.to_owned()));
+        let cost = store.cost_since(project.as_ref(), since).await.unwrap();
+        answers.push(format!("{project:?} {since} {cost}"));
+    }
+    answers
+}
+
+fn recorded(minute: i64, project: &str, key: &str, family: &str, model: &str, n: i64) -> UsageRow {
+    UsageRow {
+        minute,
+        family: family.into(),
+        project_id: project.into(),
+        api_key_id: key.into(),
+        user_id: (key != "key_c").then(|| format!("user-{}", key.len() % 2)),
+        service_account_id: (key == "key_c").then(|| "svc_1".to_owned()),
+        model: model.into(),
+        requests: n,
+        input_tokens: 10 * n,
+        output_tokens: 3 * n,
+        cached_tokens: n / 2,
+        images: 0,
+        cost_nano_usd: 1_000 * n + 7,
+    }
+}
+
+/// Three flushes' worth of rows over three minutes, two projects, keys, models and families,
+/// identities repeating across flushes.
+async fn record_three_flushes(store: &Store) {
+    for flush in 0..3 {
+        let mut rows = Vec::new();
+        for (minute, project, key) in [
+            (60, "proj_a", "key_a"),
+            (60, "proj_b", "key_b"),
+            (120, "proj_a", "key_a"),
+            (120, "proj_b", "key_c"),
+            (3_660, "proj_b", "key_b"),
+        ] {
+            rows.push(recorded(
+                minute,
+                project,
+                key,
+                "completions",
+                "gpt-4o",
+                flush + 1,
+            ));
+            if flush != 1 {
+                rows.push(recorded(
+                    minute,
+                    project,
+                    key,
+                    "embeddings",
+                    "text-embedding-3-small",
+                    2,
+                ));
+                rows.push(recorded(
+                    minute,
+                    project,
+                    key,
+                    "completions",
+                    "gpt-4o-mini",
+                    1,
+                ));
+            }
+        }
+        store.add_usage(&rows).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn usage_reads_the_same_before_during_and_after_folding() {
+    on_both(|store| async move {
+        record_three_flushes(&store).await;
+        let recorded_only = usage_answers(&store).await;
+        // Counted as recorded, before any fold: key_a's gpt-4o row at minute 60 had 1 + 2 + 3
+        // requests in three flushes.
+        let f = UsageFilter {
+            start: 60,
+            end: 120,
+            api_key_ids: vec!["key_a".into()],
+            models: vec!["gpt-4o".into()],
+            ..Default::default()
+        };
+        let rows = store.usage(&f, 60).await.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].requests, rows[0].input_tokens), (6, 60));
+        assert_eq!(rows[0].user_id.as_deref(), Some("user-1"));
+        let all = store.cost_since(None, 0).await.unwrap();
+        assert_eq!(all, 5 * (6_000 + 21 + 2 * (2_007 + 1_007)));
+
+        // One group at a time, oldest first; minutes from `before` on stay recorded.
+        assert_eq!(
+            store.fold_usage(3_600, 1).await.unwrap(),
+            Folded {
+                groups: 1,
+                oldest_minute: Some(60)
+            }
+        );
+        assert_eq!(usage_answers(&store).await, recorded_only);
+        let folded = store.fold_usage(3_600, 10).await.unwrap();
+        assert_eq!(folded.groups, 3);
+        assert_eq!(folded.oldest_minute, Some(60));
+        assert_eq!(store.fold_usage(3_600, 10).await.unwrap().groups, 0);
+        assert_eq!(usage_answers(&store).await, recorded_only);
+
+        // Rows recorded after their minute was folded add to it.
+        store
+            .add_usage(&[recorded(60, "proj_a", "key_a", "completions", "gpt-4o", 4)])
+            .await
+            .unwrap();
+        let rows = store.usage(&f, 60).await.unwrap();
+        assert_eq!((rows[0].requests, rows[0].input_tokens), (10, 100));
+        assert_eq!(store.fold_usage(i64::MAX, 10).await.unwrap().groups, 2);
+        assert_eq!(store.usage(&f, 60).await.unwrap(), rows);
+        assert_eq!(store.fold_usage(i64::MAX, 10).await.unwrap().groups, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn instances_folding_at_once_fold_each_row_once() {
+    on_both(|store| async move {
+        record_three_flushes(&store).await;
+        let before = usage_answers(&store).await;
+        let fold_all = |store: Store| async move {
+            loop {
+                if store.fold_usage(i64::MAX, 1).await.unwrap().groups == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::join!(
+            fold_all(store.clone()),
+            fold_all(store.clone()),
+            fold_all(store.clone())
+        );
+        assert_eq!(usage_answers(&store).await, before);
     })
     .await;
 }
