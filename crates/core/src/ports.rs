@@ -19,7 +19,7 @@ use crate::time::UnixSeconds;
 use crate::usage::{Folded, UsageFilter, UsageRow};
 use async_trait::async_trait;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The `after` cursor names no item of this list.
     #[error("cursor '{0}' is not an id from this list")]

@@ -395,7 +395,11 @@ async fn main() {
         ])
         .env("KEYPLANE_UPSTREAM_URL", format!("{mock_url}/v1"))
         .env("KEYPLANE_UPSTREAM_API_KEY", "sk-upstream-bench")
-        .env("RUST_LOG", "warn")
+        // `KEYPLANE_BENCH_RUST_LOG`: another filter for that log (`sqlx::query=debug`: every query).
+        .env(
+            "RUST_LOG",
+            std::env::var("KEYPLANE_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         // `KEYPLANE_BENCH_LOG=file`: Keyplane's warnings and errors, to see why requests failed.
         .stderr(match std::env::var_os("KEYPLANE_BENCH_LOG") {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),

@@ -162,11 +162,12 @@ pub struct Meter {
 
 /// How long a loaded month-to-date figure is trusted before it is re-read from the database.
 const SPEND_REFRESH: Duration = Duration::from_secs(30);
-/// (Minute, project) groups folded per call, see [`Meter::fold`].
-const FOLD_GROUPS: usize = 16;
-/// The time a tick spends folding, once a call has used it up.
-const FOLD_BUDGET: Duration = Duration::from_millis(10);
-/// How far behind (seconds) folding may fall before it takes all the time it needs.
+/// The pause between two folded (minute, project) groups, see [`Meter::fold`].
+const FOLD_PAUSE: Duration = Duration::from_millis(5);
+/// The time a tick spends folding, pauses included (the next flush is due a second after
+/// this one).
+const FOLD_BUDGET: Duration = Duration::from_millis(400);
+/// How far behind (seconds) folding may fall before it goes without pauses or budget.
 const FOLD_LAG_SECONDS: i64 = 120;
 /// Rows kept in memory while the database cannot take them.
 const MAX_BUFFERED_ROWS: usize = 1_000_000;
@@ -280,22 +281,29 @@ impl Meter {
         }
     }
 
-    /// Compacts the store's usage of past minutes ([`UsageStore::fold_usage`]) a few groups at
-    /// a time, for at most [`FOLD_BUDGET`] a tick unless compaction is more than
-    /// [`FOLD_LAG_SECONDS`] behind: past minutes are read the same either way, only more slowly.
+    /// Compacts the store's usage of past minutes ([`UsageStore::fold_usage`]) one (minute,
+    /// project) group at a time, with a [`FOLD_PAUSE`] between groups and for at most
+    /// [`FOLD_BUDGET`] a tick, unless compaction is more than [`FOLD_LAG_SECONDS`] behind. A
+    /// group costs a few milliseconds; folding a whole minute at once was a burst of tens of
+    /// them each second after a minute ended, which delayed requests on the same core (see
+    /// docs/benchmarks.md). Past minutes read the same folded or not, only more slowly.
     async fn fold(&self) {
         let now = keyplane_core::time::now();
         let current = now - now.rem_euclid(60);
         let started = std::time::Instant::now();
         loop {
-            match self.store.fold_usage(current, FOLD_GROUPS).await {
+            match self.store.fold_usage(current, 1).await {
+                Ok(folded) if folded.groups == 0 => return,
                 Ok(folded) => {
                     let behind = folded
                         .oldest_minute
                         .is_some_and(|m| m < current - FOLD_LAG_SECONDS);
-                    if folded.groups < FOLD_GROUPS || (started.elapsed() >= FOLD_BUDGET && !behind)
-                    {
+                    if behind {
+                        tokio::task::yield_now().await;
+                    } else if started.elapsed() >= FOLD_BUDGET {
                         return;
+                    } else {
+                        tokio::time::sleep(FOLD_PAUSE).await;
                     }
                 }
                 Err(e) => {
@@ -303,7 +311,6 @@ impl Meter {
                     return;
                 }
             }
-            tokio::task::yield_now().await;
         }
     }
 

@@ -8,7 +8,7 @@ use keyplane_core::policy::{EffectiveLimits, ModelPermissions, RateLimitOverride
 use keyplane_core::ports::{PolicyStore, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, Default)]
 pub struct ProjectPolicy {
@@ -29,10 +29,16 @@ pub struct Policies {
     models: Arc<Vec<ModelSpec>>,
     cache: RwLock<FastMap<ProjectId, Arc<ProjectPolicy>>>,
     generation: AtomicU64,
+    /// Reads in flight, one per project, with the generation they began at: the requests that
+    /// miss a project together (all of them, after a restart under load) share one read.
+    loading: Mutex<FastMap<ProjectId, (u64, Arc<Loading>)>>,
     /// What each model name requested so far resolves to without an override: the catalog
     /// is searched once per name, not once per request.
     resolved: RwLock<FastMap<String, Arc<Governed>>>,
 }
+
+/// One read of a project's policy, its outcome shared by everyone who waited for it.
+type Loading = tokio::sync::OnceCell<Result<Arc<ProjectPolicy>, StoreError>>;
 
 /// A model's catalog entry (prices) and the limits that govern it in one project.
 #[derive(Debug, Clone)]
@@ -56,6 +62,7 @@ impl Policies {
             models,
             cache: RwLock::new(FastMap::default()),
             generation: AtomicU64::new(0),
+            loading: Mutex::new(FastMap::default()),
             resolved: RwLock::new(FastMap::default()),
         }
     }
@@ -69,9 +76,39 @@ impl Policies {
             return Ok(p);
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let policy = self.load(project).await?;
-        self.store_if_current(project, &policy, generation, false);
-        Ok(policy)
+        // Join the read in flight for this project, unless it began before an invalidation
+        // (it may predate the change): then start a new one.
+        let loading = {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            match loading.get(project) {
+                Some((began, cell)) if *began == generation => cell.clone(),
+                _ => {
+                    let cell = Arc::new(Loading::new());
+                    loading.insert(project.clone(), (generation, cell.clone()));
+                    cell
+                }
+            }
+        };
+        // A waiter whose request is dropped mid-read leaves the read to the next one.
+        let outcome = loading
+            .get_or_init(|| async {
+                let outcome = self.load(project).await;
+                if let Ok(policy) = &outcome {
+                    self.store_if_current(project, policy, generation, false);
+                }
+                outcome
+            })
+            .await
+            .clone();
+        // Done: the next miss (say, after a failure) reads again.
+        let mut inflight = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if inflight
+            .get(project)
+            .is_some_and(|(_, cell)| Arc::ptr_eq(cell, &loading))
+        {
+            inflight.remove(project);
+        }
+        outcome
     }
 
     fn cached(&self, project: &ProjectId) -> Option<Arc<ProjectPolicy>> {
@@ -179,7 +216,6 @@ mod tests {
     use keyplane_core::model::AuditEvent;
     use keyplane_core::ports::StoreResult;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::Mutex;
 
     /// A store whose spend limit is whatever `limit` holds when read; counts reads, and can hold
     /// a read until `release` is notified (to race it with an invalidation).
@@ -285,6 +321,54 @@ mod tests {
         policies.reconcile().await.unwrap();
         assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 400);
         assert_eq!(store.reads.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn requests_that_miss_a_project_together_share_one_read() {
+        let store = Arc::new(Limits::default());
+        *store.limit.lock().unwrap() = 100;
+        let policies = Arc::new(Policies::new(store.clone(), Arc::new(Vec::new())));
+        let project = ProjectId::generate();
+        store.hold.store(true, Ordering::SeqCst);
+        let waiting: Vec<_> = (0..50)
+            .map(|_| {
+                let policies = policies.clone();
+                let project = project.clone();
+                tokio::spawn(async move { limit_of(&policies.get(&project).await.unwrap()) })
+            })
+            .collect();
+        while store.reads.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        store.release.notify_one();
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), 100);
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "one read for all 50");
+        assert!(policies.loading.lock().unwrap().is_empty());
+
+        // A read begun before an invalidation is not joined by a request after it.
+        *store.limit.lock().unwrap() = 200;
+        policies.invalidate(&project);
+        store.hold.store(true, Ordering::SeqCst);
+        let stale = tokio::spawn({
+            let policies = policies.clone();
+            let project = project.clone();
+            async move { limit_of(&policies.get(&project).await.unwrap()) }
+        });
+        while store.reads.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        *store.limit.lock().unwrap() = 300;
+        policies.invalidate(&project);
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 300);
+        store.release.notify_one();
+        assert_eq!(stale.await.unwrap(), 200);
+        assert_eq!(limit_of(&policies.get(&project).await.unwrap()), 300);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 3);
     }
 
     #[test]
