@@ -62,6 +62,14 @@ async fn forward(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
         for hop in ["content-length", "connection", "transfer-encoding"] {
             head.headers.remove(hop);
         }
+        // `BARE_PROXY_BUFFER=1`: the whole upstream body first, as Keyplane reads a JSON
+        // response's `usage` before answering.
+        if std::env::var_os("BARE_PROXY_BUFFER").is_some() {
+            let Ok(bytes) = axum::body::to_bytes(Body::new(body), 64 << 20).await else {
+                return status(StatusCode::BAD_GATEWAY);
+            };
+            return Response::from_parts(head, Body::from(bytes));
+        }
         return Response::from_parts(head, Body::new(body));
     }
     let client = &proxy.clients[worker];
