@@ -167,7 +167,8 @@ const FOLD_PAUSE: Duration = Duration::from_millis(5);
 /// The time a tick spends folding, pauses included (the next flush is due a second after
 /// this one).
 const FOLD_BUDGET: Duration = Duration::from_millis(400);
-/// How far behind (seconds) folding may fall before it goes without pauses or budget.
+/// How far behind (seconds) folding may fall before it goes without pauses (the budget
+/// still holds, so the flush stays on time).
 const FOLD_LAG_SECONDS: i64 = 120;
 /// Rows kept in memory while the database cannot take them.
 const MAX_BUFFERED_ROWS: usize = 1_000_000;
@@ -283,7 +284,7 @@ impl Meter {
 
     /// Compacts the store's usage of past minutes ([`UsageStore::fold_usage`]) one (minute,
     /// project) group at a time, with a [`FOLD_PAUSE`] between groups and for at most
-    /// [`FOLD_BUDGET`] a tick, unless compaction is more than [`FOLD_LAG_SECONDS`] behind. A
+    /// [`FOLD_BUDGET`] a tick; without pauses when more than [`FOLD_LAG_SECONDS`] behind. A
     /// group costs a few milliseconds; folding a whole minute at once was a burst of tens of
     /// them each second after a minute ended, which delayed requests on the same core (see
     /// docs/benchmarks.md). Past minutes read the same folded or not, only more slowly.
@@ -298,10 +299,11 @@ impl Meter {
                     let behind = folded
                         .oldest_minute
                         .is_some_and(|m| m < current - FOLD_LAG_SECONDS);
+                    if started.elapsed() >= FOLD_BUDGET {
+                        return;
+                    }
                     if behind {
                         tokio::task::yield_now().await;
-                    } else if started.elapsed() >= FOLD_BUDGET {
-                        return;
                     } else {
                         tokio::time::sleep(FOLD_PAUSE).await;
                     }
