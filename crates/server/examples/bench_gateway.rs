@@ -6,6 +6,7 @@
 //! target/release/examples/bench_gateway [--duration 10] [--rates 1000,5000] [--concurrency 64] \
 //!     [--redis redis://127.0.0.1:6379/0] [--modes plain,stream] [--timeline]
 //!     [--keyplane-workers N] [--keyplane-only] [--no-max] [--rounds N]
+//!     [--only "nginx proxy;keyplane"] [--keyplane-wrap "valgrind --tool=callgrind"]
 //! ```
 //! With `--redis`, a second Keyplane on the same database keeps its rate-limit and spend
 //! counters in that Redis (`KEYPLANE_REDIS_URL`, keys under `kpbench-<pid>`, deleted at the end)
@@ -13,7 +14,10 @@
 //! Needs `nginx` on PATH (`apt-get install nginx`). Seeds 10,000 keys over 100 projects with
 //! limits high enough never to refuse (every check still runs), then for each target runs
 //! open-loop fixed-rate phases and a closed-loop max-throughput phase, non-streaming and
-//! streaming. Latency is measured from the moment each request is sent.
+//! streaming. Latency is measured from the moment each request is sent. Each fixed-rate phase
+//! also reports the CPU time the target's process (all its threads; nginx's workers) used per
+//! request, from `/proc`: on a host whose CPU time is stolen unevenly it varies far less than
+//! the p99, and it is what the maximum throughput follows.
 
 #![allow(
     clippy::unwrap_used,
@@ -51,13 +55,48 @@ fn free_port() -> u16 {
 }
 
 fn wait_port(port: u16) {
-    for _ in 0..200 {
+    for _ in 0..2000 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("port {port} never opened");
+}
+
+/// CPU time (user + system, in seconds) used so far by process `pid`, all its threads, and
+/// its child processes (nginx's workers), from `/proc`. Zero where `/proc` is absent.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = |stat: &str| -> Option<(u64, u32)> {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ppid = rest.get(1)?.parse().ok()?;
+        Some((
+            rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?,
+            ppid,
+        ))
+    };
+    let mut total = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            if let Some((t, ppid)) = ticks(&stat) {
+                if p == pid || ppid == pid {
+                    total += t;
+                }
+            }
+        }
+    }
+    total as f64 / rustix::param::clock_ticks_per_second() as f64
 }
 
 struct Proc(Child);
@@ -156,6 +195,8 @@ async fn seed(db_url: &str) -> Vec<String> {
 struct Target {
     name: &'static str,
     url: String,
+    /// The process that serves it, whose CPU time each phase reports.
+    pid: u32,
     keyed: bool,
 }
 
@@ -202,6 +243,9 @@ struct RateResult {
     p50: f64,
     p99: f64,
     errors: usize,
+    /// CPU time the target's process used per request (µs), all its threads included: less
+    /// noisy than latency on a host whose CPU time is stolen unevenly.
+    cpu_us: f64,
     /// p99 of the requests sent in each second of the phase.
     p99_by_second: Vec<f64>,
 }
@@ -215,6 +259,7 @@ async fn fixed_rate(
     stream: bool,
 ) -> RateResult {
     let total = rate * secs;
+    let cpu_before = cpu_secs(t.pid);
     let start = Instant::now();
     let mut handles = Vec::with_capacity(total as usize);
     let mut sent = 0u64;
@@ -246,7 +291,9 @@ async fn fixed_rate(
     }
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort();
+    let cpu_us = (cpu_secs(t.pid) - cpu_before) * 1e6 / total as f64;
     RateResult {
+        cpu_us,
         achieved: lat.len() as f64 / elapsed,
         p50: pct(&lat, 0.5),
         p99: pct(&lat, 0.99),
@@ -383,9 +430,19 @@ async fn main() {
 
     let redis_url = arg("--redis");
     let redis_prefix = format!("kpbench-{}", std::process::id());
+    let wrap = arg("--keyplane-wrap");
     let keyplane = |redis: Option<&str>| {
         let port = free_port();
-        let mut cmd = Command::new(bin_dir.join("keyplane"));
+        // `--keyplane-wrap "valgrind --tool=callgrind"`: Keyplane runs under that command.
+        let mut cmd = match &wrap {
+            Some(w) if !w.trim().is_empty() => {
+                let mut parts = w.split_whitespace();
+                let mut c = Command::new(parts.next().unwrap_or_default());
+                c.args(parts).arg(bin_dir.join("keyplane"));
+                c
+            }
+            _ => Command::new(bin_dir.join("keyplane")),
+        };
         cmd.args([
             "serve",
             "--listen",
@@ -438,11 +495,13 @@ async fn main() {
         Target {
             name: "mock direct",
             url: format!("{mock_url}/v1/chat/completions"),
+            pid: _mock.0.id(),
             keyed: false,
         },
         Target {
             name: "nginx proxy",
             url: format!("http://127.0.0.1:{nginx_port}/v1/chat/completions"),
+            pid: _nginx.0.id(),
             keyed: false,
         },
     ];
@@ -450,10 +509,11 @@ async fn main() {
         ("bare axum + reqwest", &bare_reqwest),
         ("bare axum + hyper client", &bare_hyper),
     ] {
-        if let Some((port, _)) = bare {
+        if let Some((port, proc)) = bare {
             targets.push(Target {
                 name,
                 url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+                pid: proc.0.id(),
                 keyed: false,
             });
         }
@@ -461,14 +521,22 @@ async fn main() {
     targets.push(Target {
         name: "keyplane",
         url: format!("http://127.0.0.1:{kp_port}/v1/chat/completions"),
+        pid: _kp.0.id(),
         keyed: true,
     });
-    if let Some((port, _)) = &with_redis {
+    if let Some((port, proc)) = &with_redis {
         targets.push(Target {
             name: "keyplane + redis",
             url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            pid: proc.0.id(),
             keyed: true,
         });
+    }
+    // `--only "nginx proxy;keyplane"`: those targets only (and the mock, which every added
+    // latency is measured against).
+    if let Some(only) = arg("--only") {
+        let only: Vec<&str> = only.split(';').map(str::trim).collect();
+        targets.retain(|t| t.name == "mock direct" || only.contains(&t.name));
     }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
@@ -493,8 +561,8 @@ async fn main() {
             "\n## {} ({secs} s per phase, {concurrency} connections for max)",
             if stream { "streaming" } else { "non-streaming" }
         );
-        println!("| target | rate | achieved rps | p50 ms | p99 ms | errors |");
-        println!("|---|---|---|---|---|---|");
+        println!("| target | rate | achieved rps | p50 ms | p99 ms | errors | cpu µs/req |");
+        println!("|---|---|---|---|---|---|---|");
         // Fixed rates: with `--rounds N`, the targets take turns N times and each target's
         // median p50 / p99 is reported; Keyplane's added latency is the median of the rounds'
         // differences with the mock measured in the same round.
@@ -505,6 +573,7 @@ async fn main() {
                 .filter(|(_, t)| !keyplane_only || t.keyed)
                 .collect();
             let mut seen: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+            let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
             for round in 0..rounds {
                 for &(ti, t) in &measured {
                     let r = fixed_rate(&client, t, &keys, rate, secs, stream).await;
@@ -514,8 +583,8 @@ async fn main() {
                         rate.to_string()
                     };
                     println!(
-                        "| {} | {label} | {:.0} | {:.3} | {:.3} | {} |",
-                        t.name, r.achieved, r.p50, r.p99, r.errors
+                        "| {} | {label} | {:.0} | {:.3} | {:.3} | {} | {:.0} |",
+                        t.name, r.achieved, r.p50, r.p99, r.errors, r.cpu_us
                     );
                     if timeline {
                         let per_second: Vec<String> =
@@ -523,6 +592,7 @@ async fn main() {
                         println!("|  p99 ms per second: {} |", per_second.join(" "));
                     }
                     seen[ti].push((r.p50, r.p99));
+                    cpu[ti].push(r.cpu_us);
                 }
             }
             let median = |v: Vec<f64>| {
@@ -533,10 +603,11 @@ async fn main() {
             if rounds > 1 {
                 for &(ti, t) in &measured {
                     println!(
-                        "| {} | {rate}, median of {rounds} | | {:.3} | {:.3} | |",
+                        "| {} | {rate}, median of {rounds} | | {:.3} | {:.3} | | {:.0} |",
                         t.name,
                         median(seen[ti].iter().map(|s| s.0).collect()),
-                        median(seen[ti].iter().map(|s| s.1).collect())
+                        median(seen[ti].iter().map(|s| s.1).collect()),
+                        median(cpu[ti].clone())
                     );
                 }
             }
@@ -559,7 +630,7 @@ async fn main() {
                     rate.to_string()
                 };
                 println!(
-                    "| {} added vs direct | {label} | | {:+.3} | {:+.3} | |",
+                    "| {} added vs direct | {label} | | {:+.3} | {:+.3} | | |",
                     t.name,
                     added(|s| s.0),
                     added(|s| s.1)
@@ -583,7 +654,7 @@ async fn main() {
                 } else {
                     "max".to_owned()
                 };
-                println!("| {} | {label} | {rps:.0} | | | {errors} |", t.name);
+                println!("| {} | {label} | {rps:.0} | | | {errors} | |", t.name);
             }
         }
         let maxes: Vec<f64> = runs
@@ -596,22 +667,25 @@ async fn main() {
             .collect();
         if rounds > 1 {
             for (t, rps) in measured.iter().zip(&maxes) {
-                println!("| {} | max, median of {rounds} | {rps:.0} | | | |", t.name);
+                println!(
+                    "| {} | max, median of {rounds} | {rps:.0} | | | | |",
+                    t.name
+                );
             }
         }
-        if keyplane_only {
+        let Some(ng) = measured.iter().position(|t| t.name == "nginx proxy") else {
             continue;
-        }
-        for (i, t) in measured.iter().enumerate().skip(2) {
+        };
+        for (i, t) in measured.iter().enumerate().skip(ng + 1) {
             let per_round: Vec<String> = runs[i]
                 .iter()
-                .zip(&runs[1])
+                .zip(&runs[ng])
                 .map(|(k, n)| format!("{:.0}%", 100.0 * k / n))
                 .collect();
             println!(
                 "{} max throughput = {:.0}% of nginx's (round by round: {})",
                 t.name,
-                100.0 * maxes[i] / maxes[1],
+                100.0 * maxes[i] / maxes[ng],
                 per_round.join(" ")
             );
         }
