@@ -123,26 +123,40 @@ pub fn format_reset(d: Duration) -> String {
 /// Appends [`format_reset`]'s text to `out`, with integer arithmetic: this runs twice per
 /// gateway response.
 pub fn write_reset(out: &mut String, d: Duration) {
-    use std::fmt::Write;
-    let start = out.len();
+    // `itoa` rather than `core::fmt`: these are written into every gateway response.
+    let mut n = itoa::Buffer::new();
     let ms = d.as_millis();
     if ms < 1000 {
-        let _ = write!(out, "{ms}ms");
+        out.push_str(n.format(ms));
+        out.push_str("ms");
         return;
     }
     let ms = (d.as_micros() + 500) / 1000; // to the nearest millisecond
     let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
     let (seconds, millis) = (ms / 1000 % 60, ms % 1000);
     if hours > 0 {
-        let _ = write!(out, "{hours}h{minutes}m");
+        out.push_str(n.format(hours));
+        out.push('h');
+        out.push_str(n.format(minutes));
+        out.push('m');
     } else if minutes > 0 {
-        let _ = write!(out, "{minutes}m");
+        out.push_str(n.format(minutes));
+        out.push('m');
     }
-    let _ = write!(out, "{seconds}");
+    out.push_str(n.format(seconds));
     if millis > 0 {
-        let _ = write!(out, ".{millis:03}");
-        while out.len() > start && out.ends_with('0') {
-            out.pop();
+        // Three digits, trailing zeros dropped: `.5`, `.05`, `.005`.
+        let digits = [millis / 100, millis / 10 % 10, millis % 10];
+        let len = if digits[2] != 0 {
+            3
+        } else if digits[1] != 0 {
+            2
+        } else {
+            1
+        };
+        out.push('.');
+        for d in &digits[..len] {
+            out.push(char::from(b'0' + *d as u8));
         }
     }
     out.push('s');
@@ -218,6 +232,8 @@ mod tests {
         assert_eq!(format_reset(Duration::from_millis(6500)), "6.5s");
         assert_eq!(format_reset(Duration::from_secs(3 * 3600 + 61)), "3h1m1s");
         assert_eq!(format_reset(Duration::from_millis(8_640)), "8.64s");
+        assert_eq!(format_reset(Duration::from_millis(1_005)), "1.005s");
+        assert_eq!(format_reset(Duration::from_millis(62_050)), "1m2.05s");
         assert_eq!(format_reset(Duration::from_micros(1_234_600)), "1.235s");
         assert_eq!(format_reset(Duration::from_micros(59_999_700)), "1m0s");
         assert_eq!(

@@ -140,8 +140,7 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
-            let local = listener.local_addr()?;
-            let mut workers = keyplane_server::workers::Workers::start(workers, app, local)?;
+            let mut workers = keyplane_server::workers::Workers::start(workers, app)?;
             loop {
                 if let Ok((tcp, remote)) = listener.accept().await {
                     workers.hand(tcp, remote);

@@ -8,11 +8,17 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
 use tower::util::BoxCloneSyncService;
 use tower_http::trace::TraceLayer;
 
-pub fn build(state: AppState) -> Router {
+pub fn build(state: AppState) -> App {
     let max_body = state.config.max_body_bytes;
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -22,7 +28,7 @@ pub fn build(state: AppState) -> Router {
         .route("/v1/invites/accept", post(crate::admin::accept_invite))
         .nest("/v1/organization", crate::admin::router())
         .merge(crate::dashboard::router(state.clone()))
-        // Gateway paths never get here (`GatewayFirst` takes them first).
+        // Gateway paths never get here (`App` sends them to the gateway first).
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -30,38 +36,98 @@ pub fn build(state: AppState) -> Router {
             crate::auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(max_body));
-    // Gateway requests go straight to the gateway: the routing, the middleware and the fallback
-    // handler they would pass through in the router cost about a fifth of a gateway request's
-    // own work.
-    let gateway_state = state.clone();
-    let gateway = tower::service_fn(move |req: Request| {
-        let state = gateway_state.clone();
-        async move { Ok::<_, Infallible>(crate::auth::authenticate_gateway(state, req).await) }
-    });
     // The request span (method, path, route, key id) frames every event a request logs. When
     // the log filter records neither that span nor tower-http's debug events (`RUST_LOG=warn`),
     // the layer would only cost time (~4% of the gateway's throughput): it is left out, and 5xx
     // causes are still logged where their responses are made (`error::log_server_error`).
     let traced = tracing::span_enabled!(tracing::Level::INFO)
         || tracing::event_enabled!(target: "tower_http::trace", tracing::Level::DEBUG);
-    let (router, gateway) = if traced {
-        let trace = TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> _);
-        (
-            router.layer(trace.clone()),
-            BoxCloneSyncService::new(
-                tower::ServiceBuilder::new()
-                    .map_response(IntoResponse::into_response)
-                    .layer(trace)
-                    .service(gateway),
+    if !traced {
+        return App(Arc::new(AppParts {
+            router: router.with_state(state.clone()),
+            state,
+            traced_gateway: None,
+        }));
+    }
+    let trace = TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> _);
+    let gateway_state = state.clone();
+    let gateway = tower::service_fn(move |req: Request| {
+        let state = gateway_state.clone();
+        async move { Ok::<_, Infallible>(crate::auth::authenticate_gateway(state, req).await) }
+    });
+    App(Arc::new(AppParts {
+        router: router.layer(trace.clone()).with_state(state.clone()),
+        traced_gateway: Some(BoxCloneSyncService::new(
+            tower::ServiceBuilder::new()
+                .map_response(IntoResponse::into_response)
+                .layer(trace)
+                .service(gateway),
+        )),
+        state,
+    }))
+}
+
+/// Keyplane's HTTP surface: gateway requests go straight to the gateway
+/// ([`crate::auth::authenticate_gateway`]), everything else to the router. The routing,
+/// middleware and fallback handler a gateway request would pass through in the router cost
+/// about a fifth of its own work.
+#[derive(Clone)]
+pub struct App(Arc<AppParts>);
+
+struct AppParts {
+    state: AppState,
+    router: Router,
+    /// The gateway behind the trace layer, when requests are traced.
+    traced_gateway: Option<BoxCloneSyncService<Request, Response, Infallible>>,
+}
+
+impl App {
+    fn call_gateway(&self, req: Request) -> impl Future<Output = Response> + Send + 'static {
+        match &self.0.traced_gateway {
+            None => Either::Left(crate::auth::authenticate_gateway(self.0.state.clone(), req)),
+            Some(traced) => Either::Right(
+                tower::ServiceExt::oneshot(traced.clone(), req)
+                    .map(|r| r.unwrap_or_else(|e| match e {})),
             ),
-        )
-    } else {
-        (router, BoxCloneSyncService::new(gateway))
-    };
-    Router::new().fallback_service(GatewayFirst {
-        gateway,
-        app: router.with_state(state),
-    })
+        }
+    }
+}
+
+impl crate::workers::Serve for App {
+    fn serve(
+        self,
+        req: Request,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + 'static {
+        if is_gateway_path(req.uri().path()) {
+            Either::Left(self.call_gateway(req))
+        } else {
+            Either::Right(crate::workers::Serve::serve(
+                self.0.router.clone(),
+                req,
+                remote,
+            ))
+        }
+    }
+}
+
+/// For tests, which call the app without a connection (so no client address).
+impl tower::Service<Request> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if is_gateway_path(req.uri().path()) {
+            self.call_gateway(req).map(Ok).boxed()
+        } else {
+            tower::Service::call(&mut self.0.router.clone(), req).boxed()
+        }
+    }
 }
 
 /// The span of one request.
@@ -89,38 +155,6 @@ pub fn is_gateway_path(path: &str) -> bool {
     path.starts_with("/v1/")
         && !(path == "/v1/organization" || path.starts_with("/v1/organization/"))
         && !OWN_V1_ROUTES.contains(&path)
-}
-
-/// Sends gateway requests to the gateway and the rest to the router.
-#[derive(Clone)]
-struct GatewayFirst {
-    gateway: BoxCloneSyncService<Request, Response, Infallible>,
-    app: Router,
-}
-
-impl tower::Service<Request> for GatewayFirst {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<
-        <BoxCloneSyncService<Request, Response, Infallible> as tower::Service<Request>>::Future,
-        <Router as tower::Service<Request>>::Future,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        // Both are always ready.
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        if is_gateway_path(req.uri().path()) {
-            futures_util::future::Either::Left(self.gateway.call(req))
-        } else {
-            futures_util::future::Either::Right(self.app.call(req))
-        }
-    }
 }
 
 /// The request path for logs: the token of an invite or setup link is a credential, so

@@ -66,6 +66,7 @@ impl Gateway {
             .upstreams
             .iter()
             .map(|u| Route {
+                host: host_header(&u.url),
                 auth: u.api_key.as_ref().and_then(|key| {
                     let mut v =
                         HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
@@ -146,10 +147,30 @@ impl Gateway {
     }
 }
 
-/// An upstream and its `authorization` header, built once.
+/// An upstream and its `authorization` and `host` headers, built once.
 struct Route {
     upstream: Upstream,
     auth: Option<HeaderValue>,
+    /// What hyper's client would otherwise format for every request.
+    host: Option<HeaderValue>,
+}
+
+/// The `host` header for requests to `url`: its host, and its port unless the scheme's default
+/// (as hyper's client writes it).
+fn host_header(url: &str) -> Option<HeaderValue> {
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    match uri.port_u16() {
+        Some(port) if Some(port) != default_port => {
+            HeaderValue::from_str(&format!("{host}:{port}")).ok()
+        }
+        _ => HeaderValue::from_str(host).ok(),
+    }
 }
 
 /// What the gateway reads from a JSON request body. Only these fields are deserialized; the
@@ -309,10 +330,25 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// Removes every header `keep` refuses, in place: the map is passed on, not copied.
+/// Removes every header `keep` refuses, in place: the map is passed on, not copied. One pass
+/// finds them (a few per message: `host`, `content-length`, the client's key).
 fn keep_only(headers: &mut HeaderMap, keep: fn(&str) -> bool) {
-    while let Some(name) = headers.keys().find(|n| !keep(n.as_str())).cloned() {
-        headers.remove(&name);
+    loop {
+        let mut doomed: [Option<HeaderName>; 8] = Default::default();
+        let mut found = 0;
+        for name in headers.keys().filter(|n| !keep(n.as_str())) {
+            doomed[found] = Some(name.clone());
+            found += 1;
+            if found == doomed.len() {
+                break;
+            }
+        }
+        for name in doomed.iter().flatten() {
+            headers.remove(name);
+        }
+        if found < doomed.len() {
+            return;
+        }
     }
 }
 
@@ -538,6 +574,9 @@ async fn forward_inner(
     if let Some(auth) = &route.auth {
         out_headers.insert(header::AUTHORIZATION, auth.clone());
     }
+    if let Some(host) = &route.host {
+        out_headers.insert(header::HOST, host.clone());
+    }
     *outgoing_req.headers_mut() = out_headers;
     let client = gw.client();
     let upstream_resp = client
@@ -586,7 +625,7 @@ async fn forward_inner(
 
     if is_sse {
         let stream = MeteredStream::new(
-            client.stream(upstream_body),
+            upstream_body,
             SseObserver::new(strip_usage),
             ctx,
             status.is_success(),
@@ -597,8 +636,7 @@ async fn forward_inner(
         return Ok(resp);
     }
     if upstream_json {
-        let bytes = client
-            .read_all(upstream_body)
+        let bytes = UpstreamClient::read_all(upstream_body)
             .await
             .map_err(|e| upstream_error(e, upstream))?;
         let mut usage = usage::from_body(&bytes);
@@ -613,7 +651,7 @@ async fn forward_inner(
     }
     // Anything else (audio, file contents): stream through, metered as a request.
     ctx.finish(None, status.is_success());
-    let mut resp = Response::new(Body::from_stream(client.stream(upstream_body)));
+    let mut resp = Response::new(Body::from_stream(upstream_body));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
@@ -651,13 +689,13 @@ const RATE_HEADERS: [HeaderName; 6] = [
 /// Adds the rate-limit headers. Their six values are written into one buffer and each header
 /// gets a slice of it: one allocation per response, not one per header.
 fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
-    use std::fmt::Write;
     let mut text = String::with_capacity(96);
     let mut ends = [0usize; 6];
+    let mut n = itoa::Buffer::new();
     for (i, adm) in [d.requests, d.tokens].iter().enumerate() {
-        let _ = write!(text, "{}", adm.limit);
+        text.push_str(n.format(adm.limit));
         ends[3 * i] = text.len();
-        let _ = write!(text, "{}", adm.remaining);
+        text.push_str(n.format(adm.remaining));
         ends[3 * i + 1] = text.len();
         keyplane_core::ratelimit::write_reset(&mut text, adm.reset);
         ends[3 * i + 2] = text.len();
@@ -912,6 +950,62 @@ mod tests {
         ] {
             assert!(!reaches_admin_api(good), "{good}");
         }
+    }
+
+    #[test]
+    fn refused_headers_are_all_removed_however_many() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-proj-x"),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for i in 0..12 {
+            let name = HeaderName::try_from(format!("x-keyplane-{i}")).unwrap();
+            headers.append(name, HeaderValue::from_static("v"));
+        }
+        headers.append("x-custom", HeaderValue::from_static("a"));
+        headers.append("x-custom", HeaderValue::from_static("b"));
+        keep_only(&mut headers, forwardable_request_header);
+        let mut left: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        // Removal may reorder the names; the values of one name keep their order.
+        left.sort_by_key(|(n, _)| *n);
+        assert_eq!(
+            left,
+            [
+                ("content-type", &b"application/json"[..]),
+                ("x-custom", b"a"),
+                ("x-custom", b"b")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_host_header_is_the_upstreams_authority() {
+        let host = |url| host_header(url).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            host("https://api.openai.com/v1").as_deref(),
+            Some("api.openai.com")
+        );
+        assert_eq!(
+            host("http://127.0.0.1:8090/v1").as_deref(),
+            Some("127.0.0.1:8090")
+        );
+        assert_eq!(
+            host("https://example.com:443/v1").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            host("http://[::1]:11434/v1").as_deref(),
+            Some("[::1]:11434")
+        );
+        assert_eq!(host("not a url"), None);
     }
 
     #[test]

@@ -6,15 +6,17 @@ use keyplane_core::catalog::{self, ModelSpec};
 use keyplane_core::ids::ProjectId;
 use keyplane_core::policy::{EffectiveLimits, ModelPermissions, RateLimitOverride, SpendLimit};
 use keyplane_core::ports::{PolicyStore, StoreError};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, Default)]
 pub struct ProjectPolicy {
-    pub overrides: HashMap<String, RateLimitOverride>,
+    pub overrides: FastMap<String, RateLimitOverride>,
     pub permissions: Option<ModelPermissions>,
     pub spend_limit: Option<SpendLimit>,
+    /// What [`Policies::model`] built from `overrides`, by catalog name, so a request to an
+    /// overridden model allocates nothing (at most one entry per override).
+    overridden: RwLock<FastMap<String, Arc<Governed>>>,
 }
 
 /// The limiter's name for every model that is neither in the catalog nor overridden.
@@ -164,6 +166,7 @@ impl Policies {
                 .collect(),
             permissions: self.store.model_permissions(project).await?,
             spend_limit: self.store.spend_limit(project).await?,
+            overridden: RwLock::default(),
         }))
     }
 
@@ -177,13 +180,21 @@ impl Policies {
     /// project's limits for it, from one catalog lookup.
     pub fn model(&self, policy: &ProjectPolicy, model: &str) -> Arc<Governed> {
         let default = self.resolve(model);
-        match policy.overrides.get(&default.spec.name) {
-            None => default,
-            Some(o) => Arc::new(Governed {
-                spec: default.spec.clone(),
-                limits: EffectiveLimits::new(&default.spec, Some(o)),
-            }),
+        let Some(o) = policy.overrides.get(&default.spec.name) else {
+            return default;
+        };
+        let built = policy.overridden.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = built.get(&default.spec.name) {
+            return g.clone();
         }
+        drop(built);
+        let g = Arc::new(Governed {
+            spec: default.spec.clone(),
+            limits: EffectiveLimits::new(&default.spec, Some(o)),
+        });
+        let mut built = policy.overridden.write().unwrap_or_else(|e| e.into_inner());
+        built.insert(default.spec.name.clone(), g.clone());
+        g
     }
 
     /// `model` resolved against the catalog, with its default limits.
@@ -390,7 +401,7 @@ mod tests {
         ));
 
         let tight = ProjectPolicy {
-            overrides: HashMap::from([(
+            overrides: FastMap::from_iter([(
                 "gpt-4o".to_owned(),
                 RateLimitOverride {
                     model: "gpt-4o".into(),
@@ -404,13 +415,10 @@ mod tests {
             )]),
             ..ProjectPolicy::default()
         };
-        assert_eq!(
-            policies
-                .model(&tight, "gpt-4o-2024-08-06")
-                .limits
-                .requests_per_minute,
-            3
-        );
+        let overridden = policies.model(&tight, "gpt-4o-2024-08-06");
+        assert_eq!(overridden.limits.requests_per_minute, 3);
+        // Built once per project and catalog model: a dated name and its family share it.
+        assert!(Arc::ptr_eq(&overridden, &policies.model(&tight, "gpt-4o")));
         assert_eq!(
             policies.model(&plain, "gpt-4o").limits.requests_per_minute,
             gpt4o.limits.requests_per_minute

@@ -89,22 +89,36 @@ impl UpstreamClient {
         Ok(Self { inner, idle })
     }
 
-    /// Sends the request; the response's body is the upstream's, as it arrives.
-    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<Body>, SendError> {
+    /// Sends the request; the response's body is the upstream's as it arrives, failing with
+    /// `TimedOut` when the upstream stalls. One timer serves both waits (the head, then each
+    /// silence in the body): a second one per request cost as much as the rest of this.
+    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<IdleLimited>, SendError> {
         match &self.inner {
             Inner::Hyper(client) => {
-                let sent = client.request(req.map(Full::new));
-                match tokio::time::timeout(self.idle, sent).await {
-                    Err(_) => Err(SendError::Timeout),
-                    Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
-                    Ok(Ok(resp)) => Ok(resp.map(Body::new)),
+                let mut timer = Box::pin(tokio::time::sleep(self.idle));
+                let mut sent = client.request(req.map(Full::new));
+                let answered = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(answer) = Pin::new(&mut sent).poll(cx) {
+                        return Poll::Ready(Some(answer));
+                    }
+                    timer.as_mut().poll(cx).map(|()| None)
+                })
+                .await;
+                match answered {
+                    None => Err(SendError::Timeout),
+                    Some(Err(e)) => Err(SendError::Failed(error_chain(&e))),
+                    Some(Ok(resp)) => {
+                        Ok(resp
+                            .map(|body| IdleLimited::with_timer(Body::new(body), self.idle, timer)))
+                    }
                 }
             }
             Inner::Proxied(client) => {
                 let req = reqwest::Request::try_from(req)
                     .map_err(|e| SendError::Failed(error_chain(&e)))?;
                 match client.execute(req).await {
-                    Ok(resp) => Ok(Response::from(resp).map(Body::new)),
+                    Ok(resp) => Ok(Response::from(resp)
+                        .map(|body| IdleLimited::new(Body::new(body), self.idle))),
                     Err(e) if e.is_timeout() => Err(SendError::Timeout),
                     Err(e) => Err(SendError::Failed(error_chain(&e))),
                 }
@@ -114,24 +128,15 @@ impl UpstreamClient {
 
     /// The whole body, or [`SendError::Timeout`] if the upstream stalls for the idle timeout.
     /// A body in one part (the usual JSON answer) is passed on without a copy.
-    pub async fn read_all(&self, body: Body) -> Result<Bytes, SendError> {
-        let parts: Vec<Bytes> =
-            self.stream(body)
-                .try_collect()
-                .await
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::TimedOut => SendError::Timeout,
-                    _ => SendError::Failed(error_chain(&e)),
-                })?;
+    pub async fn read_all(body: IdleLimited) -> Result<Bytes, SendError> {
+        let parts: Vec<Bytes> = body.try_collect().await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => SendError::Timeout,
+            _ => SendError::Failed(error_chain(&e)),
+        })?;
         Ok(match <[Bytes; 1]>::try_from(parts) {
             Ok([one]) => one,
             Err(parts) => Bytes::from(parts.concat()),
         })
-    }
-
-    /// The body as a stream that fails with `TimedOut` when the upstream stalls.
-    pub fn stream(&self, body: Body) -> IdleLimited {
-        IdleLimited::new(body, self.idle)
     }
 }
 
@@ -150,11 +155,17 @@ pub struct IdleLimited {
 
 impl IdleLimited {
     fn new(body: Body, idle: Duration) -> Self {
+        Self::with_timer(body, idle, Box::pin(tokio::time::sleep(idle)))
+    }
+
+    /// With a timer already armed for a deadline no later than `idle` from now, which is
+    /// moved on when it fires early.
+    fn with_timer(body: Body, idle: Duration, timer: Pin<Box<tokio::time::Sleep>>) -> Self {
         Self {
             inner: body.into_data_stream(),
             idle,
             last_part: tokio::time::Instant::now(),
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer,
         }
     }
 }

@@ -1,6 +1,5 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use keyplane_server::config::{Config, Overrides};
 use serde_json::Value;
@@ -8,7 +7,7 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 pub struct TestApp {
-    pub router: Router,
+    pub router: keyplane_server::router::App,
     pub admin_key: String,
     /// Cache invalidation and reconciliation, to run a reconciliation pass by hand.
     pub changes: Arc<keyplane_server::changes::Changes>,
