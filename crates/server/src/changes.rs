@@ -195,6 +195,21 @@ impl Changes {
         }
     }
 
+    /// Notes that the caches, empty at startup, hold nothing older than the store's current
+    /// revision: the first pass then only confirms them, unless a write came since. (A full
+    /// pass right after startup re-read every key the warm-up had just loaded, while a
+    /// restarted instance is busiest.) Call it before anything is cached; a failure leaves the
+    /// first pass a full one.
+    pub async fn start_empty(&self) {
+        match self.feed.revision().await {
+            Ok(revision) => {
+                *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((revision, Instant::now()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's revision"),
+        }
+    }
+
     /// Re-reads every cached key and policy when the store's revision moved since the last
     /// full pass (or that pass is [`FULL_PASS_EVERY`] old); a failure (database down) leaves
     /// the caches as they are.

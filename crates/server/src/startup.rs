@@ -298,6 +298,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     let state = state(config.clone(), store.clone())?;
+    // Before anything is cached (the warm-up, the first requests).
+    state.changes.start_empty().await;
 
     // Warm the key cache in the background: requests that come first load their key as usual.
     let warm_limit = u32::try_from(config.key_cache_capacity.min(KEY_WARM_LIMIT)).unwrap_or(0);

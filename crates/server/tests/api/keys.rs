@@ -337,3 +337,29 @@ async fn reconciliation_reads_the_caches_again_only_when_the_store_moved() {
     assert_eq!(app.changes.reconcile().await, Reconciled::Unchanged);
     pool.close().await;
 }
+
+#[tokio::test]
+async fn the_first_pass_after_startup_reads_nothing_again_unless_the_store_moved() {
+    use keyplane_server::changes::Reconciled;
+    let app = TestApp::spawn().await;
+    let (_, value) = app.project_with_key().await;
+    // As `keyplane serve` does at startup, before the key is cached.
+    app.changes.start_empty().await;
+    let works = || async {
+        app.call(Method::GET, "/v1/models", Some(&value), None)
+            .await
+            .0
+    };
+    assert_eq!(works().await, StatusCode::BAD_GATEWAY);
+    // Nothing written since: the key just loaded is not read again.
+    assert_eq!(app.changes.reconcile().await, Reconciled::Unchanged);
+    let (s, body) = app
+        .admin(
+            Method::POST,
+            "/v1/organization/projects",
+            Some(r#"{"name":"another"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(app.changes.reconcile().await, Reconciled::Full);
+}
