@@ -263,6 +263,10 @@ fn with_include_usage(body: &Bytes) -> Result<Bytes, ApiError> {
 /// A path with dot segments (plain or percent-encoded) could leave the upstream's base path once
 /// the URL is normalized (`/v1/../admin`): such paths are refused, never forwarded.
 fn escapes_base(path: &str) -> bool {
+    // Each case needs a dot, a percent sign or a backslash: most paths have none.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return false;
+    }
     path.split('/').any(|segment| {
         let bytes = segment.as_bytes();
         // A segment of dots only, each written `.` or `%2e`.
@@ -317,18 +321,23 @@ fn multipart_model(body: &[u8]) -> Option<String> {
     (!model.is_empty() && model.len() <= 256).then(|| model.to_owned())
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
+/// Headers about the connection, not the message (and the ones hyper writes itself). A
+/// `match`, which compares lengths first: these run for every header of every request.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
 
 /// Removes every header `keep` refuses, in place: the map is passed on, not copied. One pass
 /// finds them (a few per message: `host`, `content-length`, the client's key).
@@ -355,23 +364,27 @@ fn keep_only(headers: &mut HeaderMap, keep: fn(&str) -> bool) {
 /// Whether a client header may reach the provider (hop-by-hop headers, the client's
 /// credentials and cookies, Keyplane's own headers may not).
 fn forwardable_request_header(name: &str) -> bool {
-    !(HOP_BY_HOP.contains(&name)
-        || name == "authorization"
-        || name == "openai-organization"
-        || name == "openai-project"
-        || name == "accept-encoding"
-        || name == "cookie"
+    !(hop_by_hop(name)
+        || matches!(
+            name,
+            "authorization"
+                | "openai-organization"
+                | "openai-project"
+                | "accept-encoding"
+                | "cookie"
+        )
         || name.starts_with("x-keyplane-"))
 }
 
 /// Whether a provider header may reach the client (hop-by-hop headers, the provider's rate
 /// limits and organization, cookies may not).
 fn forwardable_response_header(name: &str) -> bool {
-    !(HOP_BY_HOP.contains(&name)
+    !(hop_by_hop(name)
         || name.starts_with("x-ratelimit-")
-        || name == "openai-organization"
-        || name == "openai-project"
-        || name == "set-cookie")
+        || matches!(
+            name,
+            "openai-organization" | "openai-project" | "set-cookie"
+        ))
 }
 
 fn missing_scope(key: &ApiKey, scope: &str) -> ApiError {
@@ -676,8 +689,9 @@ fn upstream_error(e: SendError, upstream: &Upstream) -> ApiError {
     }
 }
 
-/// OpenAI's rate-limit headers, in their order.
-const RATE_HEADERS: [HeaderName; 6] = [
+/// OpenAI's rate-limit headers, in their order. (A `static`: a `const` array would be built and
+/// dropped at each use.)
+static RATE_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-limit-requests"),
     HeaderName::from_static("x-ratelimit-remaining-requests"),
     HeaderName::from_static("x-ratelimit-reset-requests"),
