@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -82,13 +82,30 @@ struct AppParts {
 }
 
 impl App {
-    fn call_gateway(&self, req: Request) -> impl Future<Output = Response> + Send + 'static {
+    /// Where a request goes: a gateway path to the gateway, the rest to the router, with the
+    /// client's address when it came over a connection.
+    fn dispatch(
+        self,
+        mut req: Request,
+        remote: Option<SocketAddr>,
+    ) -> impl Future<Output = Response> + Send + 'static {
+        if !is_gateway_path(req.uri().path()) {
+            if let Some(remote) = remote {
+                req.extensions_mut().insert(ConnectInfo(remote));
+            }
+            // A router is always ready.
+            let routed = tower::Service::call(&mut self.0.router.clone(), req);
+            return Either::Right(routed.map(|r| r.unwrap_or_else(|e| match e {})));
+        }
         match &self.0.traced_gateway {
-            None => Either::Left(crate::auth::authenticate_gateway(self.0.state.clone(), req)),
-            Some(traced) => Either::Right(
+            None => Either::Left(Either::Left(crate::auth::authenticate_gateway(
+                self.0.state.clone(),
+                req,
+            ))),
+            Some(traced) => Either::Left(Either::Right(
                 tower::ServiceExt::oneshot(traced.clone(), req)
                     .map(|r| r.unwrap_or_else(|e| match e {})),
-            ),
+            )),
         }
     }
 }
@@ -99,15 +116,7 @@ impl crate::workers::Serve for App {
         req: Request,
         remote: SocketAddr,
     ) -> impl Future<Output = Response> + Send + 'static {
-        if is_gateway_path(req.uri().path()) {
-            Either::Left(self.call_gateway(req))
-        } else {
-            Either::Right(crate::workers::Serve::serve(
-                self.0.router.clone(),
-                req,
-                remote,
-            ))
-        }
+        self.dispatch(req, Some(remote))
     }
 }
 
@@ -122,11 +131,7 @@ impl tower::Service<Request> for App {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if is_gateway_path(req.uri().path()) {
-            self.call_gateway(req).map(Ok).boxed()
-        } else {
-            tower::Service::call(&mut self.0.router.clone(), req).boxed()
-        }
+        self.clone().dispatch(req, None).map(Ok).boxed()
     }
 }
 

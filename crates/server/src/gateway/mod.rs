@@ -339,25 +339,10 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
-/// Removes every header `keep` refuses, in place: the map is passed on, not copied. One pass
-/// finds them (a few per message: `host`, `content-length`, the client's key).
+/// Removes every header `keep` refuses, in place: the map is passed on, not copied.
 fn keep_only(headers: &mut HeaderMap, keep: fn(&str) -> bool) {
-    loop {
-        let mut doomed: [Option<HeaderName>; 8] = Default::default();
-        let mut found = 0;
-        for name in headers.keys().filter(|n| !keep(n.as_str())) {
-            doomed[found] = Some(name.clone());
-            found += 1;
-            if found == doomed.len() {
-                break;
-            }
-        }
-        for name in doomed.iter().flatten() {
-            headers.remove(name);
-        }
-        if found < doomed.len() {
-            return;
-        }
+    while let Some(name) = headers.keys().find(|n| !keep(n.as_str())).cloned() {
+        headers.remove(&name);
     }
 }
 

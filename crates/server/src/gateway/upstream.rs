@@ -96,14 +96,11 @@ impl UpstreamClient {
         match &self.inner {
             Inner::Hyper(client) => {
                 let mut timer = Box::pin(tokio::time::sleep(self.idle));
-                let mut sent = client.request(req.map(Full::new));
-                let answered = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(answer) = Pin::new(&mut sent).poll(cx) {
-                        return Poll::Ready(Some(answer));
-                    }
-                    timer.as_mut().poll(cx).map(|()| None)
-                })
-                .await;
+                let answered = tokio::select! {
+                    biased;
+                    answer = client.request(req.map(Full::new)) => Some(answer),
+                    () = &mut timer => None,
+                };
                 match answered {
                     None => Err(SendError::Timeout),
                     Some(Err(e)) => Err(SendError::Failed(error_chain(&e))),
