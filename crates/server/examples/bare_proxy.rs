@@ -140,7 +140,12 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
-            let mut workers = keyplane_server::workers::Workers::start(workers, app)?;
+            // The same serving loop as Keyplane's, with its default header timeout.
+            let mut workers = keyplane_server::workers::Workers::start(
+                workers,
+                std::time::Duration::from_secs(30),
+                app,
+            )?;
             loop {
                 if let Ok((tcp, remote)) = listener.accept().await {
                     workers.hand(tcp, remote);

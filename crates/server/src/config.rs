@@ -58,6 +58,12 @@ pub struct Config {
     /// Per-call Redis timeout (`KEYPLANE_REDIS_TIMEOUT_MS`, default 50 ms); past it the request
     /// is decided in process.
     pub redis_timeout: Duration,
+    /// How long a client may take to send a request's headers (HTTP/1), counted from when
+    /// its connection is ready for the next request, and how long it may stay silent while
+    /// sending a body (`KEYPLANE_CLIENT_TIMEOUT_SECS`, default 30 s). A client that trickles
+    /// its headers or holds its body back (slowloris) is cut off, and so is a kept-alive
+    /// connection idle this long.
+    pub client_timeout: Duration,
     /// How many instances share the limits (`KEYPLANE_INSTANCES`, default 1): while Redis is
     /// unreachable each instance enforces `limit / instances`.
     pub instances: u32,
@@ -148,6 +154,7 @@ struct FileConfig {
     db_acquire_timeout_secs: Option<u64>,
     reconcile_interval_secs: Option<u64>,
     outage_grace_secs: Option<u64>,
+    client_timeout_secs: Option<u64>,
     redis_url: Option<SecretString>,
     redis_url_file: Option<PathBuf>,
     redis_prefix: Option<String>,
@@ -315,6 +322,12 @@ impl Config {
             1,
         )?;
         let outage_grace = secs("KEYPLANE_OUTAGE_GRACE_SECS", file.outage_grace_secs, 600, 0)?;
+        let client_timeout = secs(
+            "KEYPLANE_CLIENT_TIMEOUT_SECS",
+            file.client_timeout_secs,
+            30,
+            1,
+        )?;
         let mut redis_url = secret_from_env("KEYPLANE_REDIS_URL")?;
         if redis_url.is_none() {
             redis_url = match (&file.redis_url, &file.redis_url_file) {
@@ -367,6 +380,7 @@ impl Config {
             redis_url,
             redis_prefix,
             redis_timeout: Duration::from_millis(redis_timeout_ms),
+            client_timeout,
             instances,
             workers,
             background_nice,
@@ -623,6 +637,31 @@ mod tests {
             (1, "keyplane")
         );
         assert_eq!(defaults.redis_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_client_timeout_is_read_from_the_file_and_must_be_positive() {
+        let dir = std::env::temp_dir().join(format!("kp-config-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("client.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(&Overrides {
+                config_file: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            load("client_timeout_secs = 7\n").unwrap().client_timeout,
+            Duration::from_secs(7)
+        );
+        assert_eq!(load("").unwrap().client_timeout, Duration::from_secs(30));
+        let err = load("client_timeout_secs = 0\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("KEYPLANE_CLIENT_TIMEOUT_SECS must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 408: the client stopped sending its request body (see `workers::SilenceLimited`).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 503: the key could not be checked (the database is unreachable and the key is not
     /// cached, or the cache is older than its grace). Not "invalid key": the key may be fine.
     #[error("key verification unavailable: {0}")]
@@ -56,6 +59,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A request body that could not be read: the client went silent (408) or sent more than
+    /// the limit (413).
+    pub fn unreadable_body(e: &(dyn std::error::Error + 'static)) -> Self {
+        if crate::workers::client_timed_out(e) {
+            ApiError::RequestTimeout(
+                "The request body did not arrive in time: the client sent nothing of it for \
+                 the client timeout."
+                    .to_owned(),
+            )
+        } else {
+            ApiError::PayloadTooLarge("The request body is too large.".to_owned())
+        }
+    }
+
     pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         ApiError::InvalidRequest {
             message: message.into(),
@@ -77,6 +94,7 @@ impl ApiError {
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::KeyUnverifiable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -140,6 +158,12 @@ impl ApiError {
                 "invalid_request_error",
                 None,
                 Some("request_too_large".to_owned()),
+            ),
+            ApiError::RequestTimeout(m) => (
+                m.clone(),
+                "invalid_request_error",
+                None,
+                Some("request_timeout".to_owned()),
             ),
             ApiError::KeyUnverifiable(_) => (
                 "Your API key could not be verified right now: Keyplane cannot reach its database. \

@@ -26,6 +26,9 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if crate::workers::client_timed_out(&rejection) {
+        return ApiError::unreadable_body(&rejection);
+    }
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::PayloadTooLarge("The request body is too large.".to_owned());
     }
@@ -89,7 +92,7 @@ where
         if empty || !typed {
             let bytes = axum::body::Bytes::from_request(req, state)
                 .await
-                .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+                .map_err(|e| ApiError::unreadable_body(&e))?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJson(T::default()));
             }

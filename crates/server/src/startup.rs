@@ -405,7 +405,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
 
     tracing::info!(listen = %local, database = store.db().backend(), "keyplane serving");
     let app = crate::router::build(state);
-    let mut workers = Workers::start(config.workers, app)?;
+    let mut workers = Workers::start(config.workers, config.client_timeout, app)?;
     // Background work behind the requests; checked again every 10 s for threads created since.
     let priority_task = (config.background_nice > 0).then(|| {
         let by = config.background_nice;

@@ -420,7 +420,7 @@ async fn forward_inner(
     // kept-alive connection.
     let body = axum::body::to_bytes(body, gw.max_body)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge("The request body is too large.".into()))?;
+        .map_err(|e| ApiError::unreadable_body(&e))?;
     if !key.permissions.allows(endpoint.scope) {
         return Err(missing_scope(&key, endpoint.scope));
     }
