@@ -43,7 +43,7 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 408: the client stopped sending its request body (see `workers::SilenceLimited`).
+    /// 408: the client stopped sending its request body (see `silence::SilenceLimited`).
     #[error("{0}")]
     RequestTimeout(String),
     /// 503: the key could not be checked (the database is unreachable and the key is not
@@ -62,7 +62,7 @@ impl ApiError {
     /// A request body that could not be read: the client went silent (408) or sent more than
     /// the limit (413).
     pub fn unreadable_body(e: &(dyn std::error::Error + 'static)) -> Self {
-        if crate::workers::client_timed_out(e) {
+        if crate::silence::client_timed_out(e) {
             ApiError::RequestTimeout(
                 "The request body did not arrive in time: the client sent nothing of it for \
                  the client timeout."

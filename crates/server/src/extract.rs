@@ -26,11 +26,10 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    if crate::workers::client_timed_out(&rejection) {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE
+        || crate::silence::client_timed_out(&rejection)
+    {
         return ApiError::unreadable_body(&rejection);
-    }
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge("The request body is too large.".to_owned());
     }
     let message = match &rejection {
         JsonRejection::MissingJsonContentType(_) => {

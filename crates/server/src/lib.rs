@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod password;
 pub mod retention;
 pub mod router;
+pub mod silence;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

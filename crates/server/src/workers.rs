@@ -16,6 +16,7 @@
 //! metering flush waits for the requests instead of the requests for the flush. The main
 //! thread, which accepts connections, keeps its priority.
 
+use crate::silence::SilenceLimited;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
@@ -81,7 +82,7 @@ impl Workers {
     /// Starts `n` serving threads for `app`. An HTTP/1 connection that takes longer than
     /// `client_timeout` to send a request's headers, or stays idle that long between
     /// requests, is closed; a request body that stays silent that long ends in
-    /// [`ClientTimedOut`].
+    /// [`crate::silence::ClientTimedOut`].
     pub fn start(n: usize, client_timeout: Duration, app: impl Serve) -> anyhow::Result<Self> {
         let (stop, _) = watch::channel(false);
         let (exit, _) = watch::channel(false);
@@ -306,90 +307,5 @@ mod tests {
             drop(stop);
             handle.join().unwrap();
         }
-    }
-}
-
-/// Why a request body ended early: the client sent nothing for the client timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("the client sent nothing of the request body for the client timeout")]
-pub struct ClientTimedOut;
-
-/// Whether `e`, or one of its causes, is [`ClientTimedOut`].
-pub fn client_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(e) = cause {
-        if e.is::<ClientTimedOut>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
-/// A request body that fails with [`ClientTimedOut`] when the client keeps it waiting longer
-/// than `limit` for its next part (as nginx's `client_body_timeout`). The timer is armed the
-/// first time the body is not ready, so a body that came with its head (the usual JSON
-/// request) costs no timer.
-pub struct SilenceLimited<B> {
-    inner: B,
-    limit: Duration,
-    /// The timer, and when the last part arrived (its deadline is that plus `limit`; the
-    /// timer is moved only when it fires early, not on every part).
-    armed: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, tokio::time::Instant)>,
-}
-
-impl<B> SilenceLimited<B> {
-    pub fn new(inner: B, limit: Duration) -> Self {
-        Self {
-            inner,
-            limit,
-            armed: None,
-        }
-    }
-}
-
-impl<B> hyper::body::Body for SilenceLimited<B>
-where
-    B: hyper::body::Body + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
-    type Data = B::Data;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, axum::BoxError>>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-            if let Some((_, last)) = &mut this.armed {
-                *last = tokio::time::Instant::now();
-            }
-            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
-        }
-        let limit = this.limit;
-        let (timer, last) = this.armed.get_or_insert_with(|| {
-            (
-                Box::pin(tokio::time::sleep(limit)),
-                tokio::time::Instant::now(),
-            )
-        });
-        while timer.as_mut().poll(cx).is_ready() {
-            let deadline = *last + limit;
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(Some(Err(Box::new(ClientTimedOut))));
-            }
-            timer.as_mut().reset(deadline);
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -7,6 +7,7 @@
 //! costs a third less per request than reqwest's (no URL re-parse, no per-request client
 //! clone), which is why it is the default.
 
+use crate::silence::Silence;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::Bytes;
@@ -14,7 +15,6 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -140,14 +140,7 @@ impl UpstreamClient {
 /// A response body that ends in a `TimedOut` error when no part arrives for the idle timeout.
 pub struct IdleLimited {
     inner: axum::body::BodyDataStream,
-    idle: Duration,
-    /// When the last part arrived (or the body began): the deadline is this plus `idle`.
-    last_part: tokio::time::Instant,
-    /// Set for the deadline as it was when last armed. A part only notes its time; the timer is
-    /// moved when it fires before the real deadline, not on every part (moving it re-files it
-    /// in the runtime's timer wheel: as costly per event of a stream as everything else the
-    /// gateway does to the event).
-    timer: Pin<Box<tokio::time::Sleep>>,
+    silence: Silence,
 }
 
 impl IdleLimited {
@@ -160,9 +153,7 @@ impl IdleLimited {
     fn with_timer(body: Body, idle: Duration, timer: Pin<Box<tokio::time::Sleep>>) -> Self {
         Self {
             inner: body.into_data_stream(),
-            idle,
-            last_part: tokio::time::Instant::now(),
-            timer,
+            silence: Silence::armed(idle, timer),
         }
     }
 }
@@ -172,19 +163,14 @@ impl Stream for IdleLimited {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Poll::Ready(item) = self.inner.poll_next_unpin(cx) {
-            self.last_part = tokio::time::Instant::now();
+            self.silence.part();
             return Poll::Ready(item.map(|r| r.map_err(std::io::Error::other)));
         }
-        while self.timer.as_mut().poll(cx).is_ready() {
-            let deadline = self.last_part + self.idle;
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(Some(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the upstream sent nothing for the upstream timeout",
-                ))));
-            }
-            // Parts came since it was armed: wait for the real deadline.
-            self.timer.as_mut().reset(deadline);
+        if self.silence.expired(cx) {
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the upstream sent nothing for the upstream timeout",
+            ))));
         }
         Poll::Pending
     }
